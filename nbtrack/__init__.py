@@ -1,0 +1,27 @@
+"""nbtrack: experiment tracking that lives inside Jupyter.
+
+Public surface: :func:`load_ipython_extension` (``%load_ext nbtrack``) and ``__version__``.
+Everything heavy (mlflow, dvc, papermill, nbformat) is imported only where it is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%track`` magics and the execution-history hooks."""
+    from nbtrack.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the hooks registered by :func:`load_ipython_extension`."""
+    from nbtrack.magics import unload
+
+    unload(ipython)

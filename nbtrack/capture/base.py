@@ -1,0 +1,75 @@
+"""The interface every capture provider implements, and the loop that runs one safely."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from nbtrack.config import NbtrackConfig
+from nbtrack.models import Section
+
+log = logging.getLogger("nbtrack")
+
+
+class SectionUnavailable(Exception):
+    """Raised by a provider whose section does not apply here; the message says why (and the fix)."""
+
+
+@dataclass
+class CaptureContext:
+    """What a provider may look at.
+
+    Attributes:
+        project_root: the repository root (git or DVC) found from the notebook's folder, else the
+            notebook's folder, else the current directory.
+        notebook_path: absolute path of the notebook, when known.
+        cwd: the kernel's working directory.
+        config: the shared configuration.
+        state: provider-owned cache kept between runs of one tracker (e.g. an open DVC repo), keyed
+            by provider name; providers must not rely on it being there.
+    """
+
+    project_root: Path
+    notebook_path: Path | None = None
+    cwd: Path = field(default_factory=Path.cwd)
+    config: NbtrackConfig = field(default_factory=NbtrackConfig)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaptureResult:
+    """A provider's output: JSON-able ``data`` for snapshot.json and ``files`` to log as artifacts.
+
+    ``files`` maps an artifact name under ``nbtrack/`` (e.g. ``git.diff``) to its bytes.
+    """
+
+    data: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+
+    def capture(self, ctx: CaptureContext) -> CaptureResult: ...
+
+
+def run_provider(provider: Provider, ctx: CaptureContext) -> tuple[Section, dict[str, bytes]]:
+    """Run one provider; never raises. Returns its section and the files it produced."""
+    started = time.perf_counter()
+    try:
+        result = provider.capture(ctx)
+    except SectionUnavailable as exc:
+        section = Section(provider.name, "absent", str(exc))
+        files: dict[str, bytes] = {}
+    except Exception as exc:
+        log.warning("nbtrack: could not capture %s: %s", provider.name, exc, exc_info=True)
+        section = Section(provider.name, "error", f"{type(exc).__name__}: {exc}")
+        files = {}
+    else:
+        section = Section(provider.name, "ok", None, result.data)
+        files = result.files
+    section.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    return section, files

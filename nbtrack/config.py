@@ -1,0 +1,106 @@
+"""One configuration for the magics, the server extension and the CLI.
+
+Set values in any Jupyter/IPython config file (``c.NbtrackConfig.git_diff_max_bytes = 2_000_000``),
+or through the environment variables named in each trait's help; the environment is read when no
+config file sets the value.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from traitlets import Float, Int, List, Unicode, default
+from traitlets.config import Configurable
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+class NbtrackConfig(Configurable):  # type: ignore[misc]
+    """Settings shared by every nbtrack front-end."""
+
+    tracking_uri = Unicode(
+        help=(
+            "MLflow tracking URI. Empty: an embedded SQLite store in <project root>/<store_dir>. "
+            "Env: NBTRACK_TRACKING_URI, then MLFLOW_TRACKING_URI."
+        )
+    ).tag(config=True)
+
+    store_dir = Unicode(
+        help="Folder, relative to the project root, of the embedded store. Env: NBTRACK_STORE_DIR."
+    ).tag(config=True)
+
+    experiment = Unicode(
+        help=(
+            "Experiment used when %track start names none. Empty: the project folder's name. "
+            "Env: NBTRACK_EXPERIMENT, then MLFLOW_EXPERIMENT_NAME."
+        )
+    ).tag(config=True)
+
+    git_diff_max_bytes = Int(
+        1_000_000,
+        help="Cap on the uncommitted diff kept in a snapshot; the cap and the full size are recorded.",
+    ).tag(config=True)
+
+    untracked_max_files = Int(
+        200, help="Cap on the untracked files listed (and included in git.diff) per snapshot."
+    ).tag(config=True)
+
+    untracked_max_file_bytes = Int(
+        100_000, help="Untracked files larger than this are listed but not included in git.diff."
+    ).tag(config=True)
+
+    notebook_max_bytes = Int(
+        50_000_000, help="Saved notebooks larger than this are not copied into the run (recorded)."
+    ).tag(config=True)
+
+    history_max_cells = Int(
+        10_000, help="Cap on the execution history kept per kernel; older cells are dropped (recorded)."
+    ).tag(config=True)
+
+    redact_env_patterns = List(
+        Unicode(),
+        help=(
+            "Extra environment-variable name patterns (fnmatch, case-insensitive) whose values are "
+            "never stored. Env: NBTRACK_REDACT_ENV (comma-separated)."
+        ),
+    ).tag(config=True)
+
+    server_timeout = Float(
+        1.0, help="Seconds to wait for a Jupyter server when asking it for the notebook's path."
+    ).tag(config=True)
+
+    @default("tracking_uri")
+    def _default_tracking_uri(self) -> str:
+        return _env("NBTRACK_TRACKING_URI", "MLFLOW_TRACKING_URI") or ""
+
+    @default("store_dir")
+    def _default_store_dir(self) -> str:
+        return _env("NBTRACK_STORE_DIR") or ".nbtrack"
+
+    @default("experiment")
+    def _default_experiment(self) -> str:
+        return _env("NBTRACK_EXPERIMENT", "MLFLOW_EXPERIMENT_NAME") or ""
+
+    @default("redact_env_patterns")
+    def _default_redact_env_patterns(self) -> list[str]:
+        raw = _env("NBTRACK_REDACT_ENV") or ""
+        return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+def load_config(parent_config: Any = None) -> NbtrackConfig:
+    """Build the config, from a Jupyter/IPython ``Config`` object when one is at hand.
+
+    Example:
+        >>> load_config().git_diff_max_bytes
+        1000000
+    """
+    if parent_config is None:
+        return NbtrackConfig()
+    return NbtrackConfig(config=parent_config)

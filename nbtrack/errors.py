@@ -1,0 +1,66 @@
+"""The exceptions nbtrack raises, one tree, each family with its CLI exit code.
+
+::
+
+    NbtrackError                      exit 10  (anything not more specific)
+    ├── ConfigError                   exit 11  bad configuration or tracking URI
+    ├── NotebookError                 exit 12  notebook missing, unreadable or not a notebook
+    ├── CaptureError                  exit 13  a snapshot section could not be taken
+    ├── StoreError                    exit 14  the MLflow store failed or is unreachable
+    │   └── RunNotFoundError          exit 15  no run with that id
+    ├── SnapshotError                 exit 16  a run's snapshot is missing or of an unknown schema
+    └── UsageError                    exit 64  wrong arguments or a call at the wrong moment
+
+Every message says what failed and how to fix it, on one line. Front-ends translate: the magics
+raise IPython's ``UsageError``, the CLI prints ``nbtrack: <message>`` and exits with the code above.
+"""
+
+from __future__ import annotations
+
+
+class NbtrackError(Exception):
+    """Base of every error nbtrack raises on purpose."""
+
+    exit_code = 10
+
+
+class ConfigError(NbtrackError):
+    """The configuration (or a tracking URI) cannot be used."""
+
+    exit_code = 11
+
+
+class NotebookError(NbtrackError):
+    """A notebook file is missing, unreadable, or not a notebook."""
+
+    exit_code = 12
+
+
+class CaptureError(NbtrackError):
+    """A snapshot section could not be captured."""
+
+    exit_code = 13
+
+
+class StoreError(NbtrackError):
+    """The MLflow tracking store failed or cannot be reached."""
+
+    exit_code = 14
+
+
+class RunNotFoundError(StoreError):
+    """No run with the given id exists in the store."""
+
+    exit_code = 15
+
+
+class SnapshotError(NbtrackError):
+    """A run's snapshot is missing, unreadable, or of an unknown schema version."""
+
+    exit_code = 16
+
+
+class UsageError(NbtrackError):
+    """Wrong arguments, or a verb used at the wrong moment (``%track stop`` with no run)."""
+
+    exit_code = 64
