@@ -45,7 +45,15 @@ _SECRET_NAME_WORDS = (
     "DSN",
 )
 # Names that contain a secret word but are not secrets.
-_SAFE_NAMES = {"PWD", "OLDPWD", "PASSWORD_STORE_DIR", "JPY_SESSION_NAME", "SSH_AUTH_SOCK"}
+_SAFE_NAMES = {
+    "PWD",
+    "OLDPWD",
+    "PASSWORD_STORE_DIR",
+    "JPY_SESSION_NAME",
+    "SSH_AUTH_SOCK",
+    # Hugging Face tokenizers' switch ("true"/"false"); the glued-name rule would hide it.
+    "TOKENIZERS_PARALLELISM",
+}
 
 _NAME_RE = re.compile(
     r"(^|[_\-.])(" + "|".join(re.escape(w) for w in _SECRET_NAME_WORDS) + r")s?($|[_\-.])",
@@ -62,8 +70,9 @@ _VALUE_PATTERNS = [
     r"github_pat_[A-Za-z0-9_]{20,}",
     r"glpat-[A-Za-z0-9\-_]{20,}",  # GitLab
     r"xox[abposr]-[A-Za-z0-9\-]{10,}",  # Slack
-    r"sk-[A-Za-z0-9\-_]{20,}",  # OpenAI / Anthropic style keys
-    r"sk_(live|test)_[A-Za-z0-9]{16,}",  # Stripe
+    # Not inside a word: "risk-model-experiments-2024" or "disk-..." are not keys.
+    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9\-_]{20,}",  # OpenAI / Anthropic style keys
+    r"(?<![A-Za-z0-9])sk_(live|test)_[A-Za-z0-9]{16,}",  # Stripe
     r"AIza[0-9A-Za-z\-_]{35}",  # Google API key
     r"ya29\.[0-9A-Za-z\-_]{20,}",  # Google OAuth access token
     r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
@@ -71,14 +80,23 @@ _VALUE_PATTERNS = [
     r"npm_[A-Za-z0-9]{36}",
     r"pypi-[A-Za-z0-9\-_]{50,}",
     r"eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWT
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    # The whole block (to its END line, else to the end of the text): the header alone would
+    # leave the key material itself in redacted text.
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|[\s\S]*)",
     r"(?i:AccountKey)=[A-Za-z0-9+/=]{20,}",  # Azure storage connection string
     r"(?i:SharedAccessSignature)=[^;\s]{10,}",
+    # "Password=...;" in ODBC / ADO.NET / JDBC strings and "DB_PASSWORD=..." dotenv lines, but not
+    # the keyword argument "connect(host=h, password=pw)", so a code file is not taken for a secret.
+    r"(?i:(?:(?<=[;_?&\"'])|(?<=export )|(?m:^))(?:password|pwd)=)[^;\s&]+",
+    r"machine\s+\S+\s+login\s+\S+\s+password\s+\S+",  # a .netrc entry
 ]
 _VALUE_RE = re.compile("|".join(f"(?:{p})" for p in _VALUE_PATTERNS))
 
 # user:password@ (or token@) inside any scheme://
-_URL_CRED_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<cred>[^/@\s:]*(:[^/@\s]*)?)@")
+# The password part runs to the *last* "@" before the path: an unencoded "@" in a password
+# ("user:p@ss@host") must not leave "ss@host" behind.
+_URL_CRED_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<cred>[^/@\s:]*(:[^/?#\s]*)?)@")
+_URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+")
 _QUERY_SECRET_KEYS = re.compile(
     r"(?i)^(access_?token|token|api_?key|key|secret|password|pass|sig|signature|auth|"
     r"x-amz-signature|x-amz-credential|x-amz-security-token|client_secret)$"
@@ -125,9 +143,22 @@ def strip_url_credentials(url: str) -> str:
     return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _strip_secret_query(match: re.Match[str]) -> str:
+    url = match.group(0)
+    if "?" not in url:
+        return url
+    try:
+        keys = [k for k, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+    except ValueError:
+        return url
+    return strip_url_credentials(url) if any(_QUERY_SECRET_KEYS.match(k) for k in keys) else url
+
+
 def redact_text(text: str) -> str:
     """Scrub credentials in URLs and known secret shapes from free text."""
     text = _URL_CRED_RE.sub(lambda m: m.group("scheme"), text)
+    # Signed URLs (S3 presigned, SAS) carry their credential in the query string.
+    text = _URL_RE.sub(_strip_secret_query, text)
     return _VALUE_RE.sub(REDACTED, text)
 
 

@@ -1,0 +1,210 @@
+"""IPython front-end: the ``%track`` line magic and ``%%track`` cell magic.
+
+Imports nothing heavy: ``%load_ext nbtrack`` only registers the magics and two cell hooks; MLflow,
+DVC and friends are imported by the first ``%track start``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display as _display
+
+from nbtrack.config import load_config
+from nbtrack.errors import NbtrackError
+from nbtrack.tracker import Tracker
+
+USAGE = """\
+%track start [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]
+%track stop
+%track status
+%%track [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting the kernel."""
+
+    def error(self, message: str) -> NoReturn:
+        raise IPythonUsageError(f"%track: {message}. Usage: {USAGE.splitlines()[0]}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise IPythonUsageError(message or USAGE)
+
+
+def _start_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", "-e", help="MLflow experiment name (created if needed)")
+    parser.add_argument("--name", "-n", help="run name")
+    parser.add_argument("--tag", "-t", action="append", default=[], metavar="KEY=VALUE", help="run tag")
+    parser.add_argument("--notebook", help="path of this notebook, when nbtrack cannot find it")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="%track", add_help=False)
+    sub = parser.add_subparsers(dest="verb", parser_class=_Parser)
+    _start_options(sub.add_parser("start", add_help=False))
+    sub.add_parser("stop", add_help=False)
+    sub.add_parser("status", add_help=False)
+    return parser
+
+
+def _cell_parser() -> _Parser:
+    parser = _Parser(prog="%%track", add_help=False)
+    _start_options(parser)
+    return parser
+
+
+def _tags(pairs: list[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise IPythonUsageError(f"%track: --tag {pair!r} is not KEY=VALUE; write e.g. --tag team=churn")
+        tags[key] = value
+    return tags
+
+
+def _split(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise IPythonUsageError(f"%track: cannot parse {line!r} ({exc}); check the quotes") from exc
+
+
+@magics_class
+class TrackMagics(Magics):  # type: ignore[misc]
+    """The ``%track`` magics; one :class:`Tracker` per shell."""
+
+    def __init__(self, shell: Any, tracker: Tracker) -> None:
+        super().__init__(shell)
+        self.tracker = tracker
+
+    @line_magic  # type: ignore[untyped-decorator]
+    def track(self, line: str) -> None:
+        """Track this notebook's work as an MLflow run: code, environment, git and DVC data.
+
+        Usage::
+
+            %track start [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]
+            %track stop      # snapshot the notebook, log everything, end the run; shows a run card
+            %track status    # the active run and which snapshot sections were captured (or why not)
+
+        Between start and stop, ``mlflow.log_metric(...)``, ``mlflow.log_param(...)`` and
+        ``mlflow.autolog()`` log into the tracked run. ``%%track`` tracks one cell as one run.
+
+        Example::
+
+            %load_ext nbtrack
+            %track start --experiment churn --name baseline --tag owner=ana
+            import mlflow; mlflow.log_metric("accuracy", 0.91)
+            %track stop
+        """
+        args = _parser().parse_args(_split(line))
+        if args.verb is None:
+            raise IPythonUsageError(f"%track needs a verb: start, stop or status.\n{USAGE}")
+        try:
+            if args.verb == "start":
+                self._start(args)
+            elif args.verb == "stop":
+                _show(_card(self.tracker.stop()))
+            else:
+                _print_status(self.tracker.status())
+        except NbtrackError as exc:
+            raise IPythonUsageError(f"%track {args.verb}: {exc}") from exc
+
+    @cell_magic("track")  # type: ignore[arg-type,untyped-decorator]
+    def track_cell(self, line: str, cell: str) -> None:
+        """Run this cell as one tracked run: FINISHED when it succeeds, FAILED (re-raised) when not.
+
+        Example::
+
+            %%track --experiment churn --name quick
+            model.fit(X, y)
+            mlflow.log_metric("accuracy", model.score(X, y))
+        """
+        args = _cell_parser().parse_args(_split(line))
+        try:
+            self._start(args)
+        except NbtrackError as exc:
+            raise IPythonUsageError(f"%%track: {exc}") from exc
+        self.tracker.history.paused = True
+        try:
+            result = self.shell.run_cell(cell, store_history=False)  # type: ignore[union-attr]
+        finally:
+            self.tracker.history.paused = False
+        failed = not result.success
+        try:
+            summary = self.tracker.stop("FAILED" if failed else "FINISHED")
+        except NbtrackError as exc:
+            raise IPythonUsageError(f"%%track: {exc}") from exc
+        _show(_card(summary))
+        if failed:
+            result.raise_error()
+
+    def _start(self, args: argparse.Namespace) -> None:
+        _, previous = self.tracker.start(
+            experiment=args.experiment, name=args.name, tags=_tags(args.tag), notebook=args.notebook
+        )
+        if previous is not None:
+            print(f"nbtrack: ended the previous run {previous['run_name']} ({previous['run_id']}) first")
+        active = self.tracker.active
+        assert active is not None
+        missing = [f"{n} ({s.reason})" for n, s in active.sections.items() if s.status != "ok"]
+        print(f"nbtrack: tracking run {active.run_id} in experiment {active.experiment!r}")
+        if active.location.path is None:
+            print(f"nbtrack: {active.location.why_unknown}")
+        for item in missing:
+            print(f"nbtrack: not captured: {item}")
+
+
+def _show(obj: Any) -> None:
+    _display(obj)  # type: ignore[no-untyped-call]
+
+
+def _card(summary: dict[str, Any]) -> Any:
+    from nbtrack.render import RunCard
+
+    return RunCard(summary)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    if not status["active"]:
+        last = status.get("last")
+        print("nbtrack: no active run" + (f"; last run {last['run_id']} ({last['status']})" if last else ""))
+        return
+    print(f"nbtrack: run {status['run_id']} in {status['experiment']!r} ({status['elapsed_s']:.1f} s)")
+    print(f"  store: {status['store']}")
+    where = status["notebook"] or status["notebook_reason"]
+    print(f"  notebook: {where}" + (f" (found by {status['notebook_method']})" if status["notebook"] else ""))
+    for name, section in status["sections"].items():
+        print(f"  {name}: {section['status']}" + (f" - {section['reason']}" if section["reason"] else ""))
+
+
+_TRACKER_ATTR = "_nbtrack_tracker"
+
+
+def load(ipython: Any) -> None:
+    """Register the magics and the execution-history hooks on ``ipython`` (idempotent)."""
+    if getattr(ipython, _TRACKER_ATTR, None) is not None:
+        return
+    tracker = Tracker(ipython, load_config(getattr(ipython, "config", None)))
+    magics = TrackMagics(ipython, tracker)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", tracker.history.pre_run_cell)
+    ipython.events.register("post_run_cell", tracker.history.post_run_cell)
+    setattr(ipython, _TRACKER_ATTR, tracker)
+
+
+def unload(ipython: Any) -> None:
+    """Remove the hooks; an active run is stopped first so it is not left RUNNING."""
+    tracker: Tracker | None = getattr(ipython, _TRACKER_ATTR, None)
+    if tracker is None:
+        return
+    if tracker.active is not None:
+        tracker.stop()
+    ipython.events.unregister("pre_run_cell", tracker.history.pre_run_cell)
+    ipython.events.unregister("post_run_cell", tracker.history.post_run_cell)
+    setattr(ipython, _TRACKER_ATTR, None)

@@ -1,0 +1,260 @@
+"""The MLflow adapter: the only module that talks to MLflow's client API.
+
+The default store is an embedded SQLite database per project (``<project root>/.nbtrack/mlflow.db``,
+artifacts beside it), the same one for the magics, the CLI and the server, rather than MLflow's bare
+default, which is relative to the current directory. ``MLFLOW_TRACKING_URI`` (or
+``NbtrackConfig.tracking_uri``) points nbtrack at any MLflow store instead, a server included.
+MLflow errors are translated into :mod:`nbtrack.errors` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nbtrack.errors import ConfigError, RunNotFoundError, SnapshotError, StoreError
+from nbtrack.models import Snapshot
+from nbtrack.redact import strip_url_credentials
+
+#: Artifacts nbtrack writes live under this folder of a run.
+ARTIFACT_DIR = "nbtrack"
+_KNOWN_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks"}
+
+
+def embedded_uri(project_root: Path, store_dir: str = ".nbtrack") -> tuple[str, Path]:
+    """The embedded store's tracking URI and folder for a project; creates the folder.
+
+    The folder gets a ``.gitignore`` of ``*`` so the store never shows up as untracked code.
+    """
+    folder = (project_root / store_dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# nbtrack's embedded MLflow store\n*\n")
+    return f"sqlite:///{folder / 'mlflow.db'}", folder
+
+
+@contextlib.contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn MLflow and connection errors into one-line :class:`StoreError`s."""
+    from mlflow.exceptions import MlflowException  # heavy; only once a run is being logged
+
+    try:
+        yield
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower():
+            raise RunNotFoundError(f"{what}: {message}; list runs with `nbtrack runs`") from exc
+        raise StoreError(f"{what}: {message}") from exc
+    except (ConnectionError, OSError) as exc:
+        raise StoreError(f"{what}: {exc}; check that the tracking server is reachable") from exc
+
+
+class MlflowStore:
+    """One MLflow tracking store (embedded SQLite or a server).
+
+    Example:
+        >>> store = MlflowStore.for_project(Path("."), NbtrackConfig())  # doctest: +SKIP
+        >>> store.search_runs(notebook="train.ipynb")  # doctest: +SKIP
+    """
+
+    def __init__(self, uri: str, *, artifact_root: Path | None = None) -> None:
+        scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+        if scheme not in _KNOWN_SCHEMES:
+            raise ConfigError(
+                f"tracking URI {strip_url_credentials(uri)!r} has an unknown scheme {scheme!r}; use "
+                "sqlite:///PATH, http(s)://HOST, postgresql://... or unset MLFLOW_TRACKING_URI"
+            )
+        self.uri = uri
+        self.artifact_root = artifact_root
+        self._client: Any = None
+
+    @classmethod
+    def for_project(cls, project_root: Path, config: Any) -> MlflowStore:
+        """The configured store, else the project's embedded one."""
+        if config.tracking_uri:
+            return cls(config.tracking_uri)
+        uri, folder = embedded_uri(project_root, config.store_dir)
+        return cls(uri, artifact_root=folder / "artifacts")
+
+    @property
+    def display_uri(self) -> str:
+        return strip_url_credentials(self.uri)
+
+    @property
+    def is_server(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient  # heavy; kept out of %load_ext
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    # --- writing ---------------------------------------------------------------------------------
+    def experiment_id(self, name: str) -> str:
+        """The id of the named experiment, created (with artifacts beside the store) if needed."""
+        with translate_errors(f"experiment {name!r}"):
+            exp = self.client.get_experiment_by_name(name)
+            if exp is not None:
+                if exp.lifecycle_stage == "deleted":
+                    raise StoreError(
+                        f"experiment {name!r} is deleted; restore it (mlflow experiments restore) "
+                        "or pick another name with --experiment"
+                    )
+                return str(exp.experiment_id)
+            location = self.artifact_root.as_uri() if self.artifact_root else None
+            try:
+                return str(self.client.create_experiment(name, artifact_location=location))
+            except Exception:
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                return str(exp.experiment_id)
+
+    def start_active_run(self, experiment_id: str, run_name: str | None, tags: dict[str, str]) -> str:
+        """Start the *active* MLflow run, so the user's own ``mlflow.log_*`` calls land in it."""
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        with translate_errors("starting the MLflow run"):
+            mlflow.set_tracking_uri(self.uri)
+            active = mlflow.active_run()
+            if active is not None:
+                from nbtrack.errors import UsageError
+
+                raise UsageError(
+                    f"MLflow run {active.info.run_id} is already active; end it with "
+                    "mlflow.end_run() before %track start"
+                )
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+            return str(run.info.run_id)
+
+    def end_active_run(self, run_id: str, status: str) -> None:
+        import mlflow
+
+        with translate_errors(f"ending run {run_id}"):
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run_id:
+                mlflow.end_run(status=status)
+            else:
+                self.client.set_terminated(run_id, status=status)
+
+    def log_params_and_tags(self, run_id: str, params: dict[str, str], tags: dict[str, str]) -> None:
+        """Log in one batch; params the run already has (logged by the user) are left as they are."""
+        from mlflow.entities import Param, RunTag
+
+        with translate_errors(f"logging params of run {run_id}"):
+            existing = self.client.get_run(run_id).data.params if params else {}
+            new = [Param(k[:250], v[:6000]) for k, v in params.items() if k[:250] not in existing]
+            self.client.log_batch(run_id, params=new, tags=[RunTag(k, v[:8000]) for k, v in tags.items()])
+
+    def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Log ``files`` (name -> bytes) as artifacts under ``nbtrack/``, in one call."""
+        if not files:
+            return
+        with (
+            tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp,
+            translate_errors(f"logging artifacts of run {run_id}"),
+        ):
+            for name, data in files.items():
+                target = Path(tmp) / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            self.client.log_artifacts(run_id, tmp, ARTIFACT_DIR)
+
+    def log_datasets(self, run_id: str, datasets: list[dict[str, str]]) -> None:
+        """Log DVC outputs as MLflow dataset inputs (digest = the DVC hash), shown in MLflow's UI."""
+        if not datasets:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(d["name"], d["digest"][:36], d["source_type"], d["source"]),
+                [InputTag("mlflow.data.context", d.get("context", "dvc"))],
+            )
+            for d in datasets
+        ]
+        with translate_errors(f"logging datasets of run {run_id}"):
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    # --- reading ---------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Any:
+        with translate_errors(f"run {run_id}"):
+            return self.client.get_run(run_id)
+
+    def load_snapshot(self, run_id: str) -> Snapshot:
+        """Read a run's ``nbtrack/snapshot.json``."""
+        self.get_run(run_id)  # a clear RunNotFoundError before any artifact error
+        text = self.read_artifact(run_id, "snapshot.json")
+        if text is None:
+            raise SnapshotError(
+                f"run {run_id} has no {ARTIFACT_DIR}/snapshot.json; it was not tracked by nbtrack "
+                "or its artifacts were deleted"
+            )
+        return Snapshot.from_json(text, source=f"run {run_id} snapshot.json")
+
+    def read_artifact(self, run_id: str, name: str) -> str | None:
+        """Text of ``nbtrack/<name>`` of a run, or None when it is missing."""
+        from mlflow.artifacts import download_artifacts
+
+        with tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp:
+            try:
+                path = download_artifacts(
+                    run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/{name}", dst_path=tmp, tracking_uri=self.uri
+                )
+            except Exception:  # noqa: BLE001 - missing artifact: caller decides
+                return None
+            return Path(path).read_text()
+
+    def search_runs(
+        self,
+        *,
+        notebook: str | None = None,
+        experiment: str | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> tuple[list[Any], str | None]:
+        """Runs tracked by nbtrack, newest first, filtered server-side (never a scan of all runs)."""
+        from mlflow.entities import ViewType
+
+        with translate_errors("searching runs"):
+            if experiment:
+                exp = self.client.get_experiment_by_name(experiment)
+                if exp is None:
+                    return [], None
+                ids = [exp.experiment_id]
+            else:
+                ids = [
+                    e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+                ]
+            if not ids:
+                return [], None
+            filters = ["tags.`nbtrack.schema_version` != ''"]
+            if notebook:
+                if "'" in notebook:
+                    raise ConfigError(f"notebook path {notebook!r} contains a quote; rename the notebook")
+                filters.append(f"tags.`mlflow.source.name` = '{notebook}'")
+            page = self.client.search_runs(
+                ids,
+                filter_string=" and ".join(filters),
+                max_results=max_results,
+                order_by=["attributes.start_time DESC"],
+                page_token=page_token,
+            )
+            return list(page), page.token
+
+    def run_url(self, run: Any) -> str:
+        """Where a person sees the run: the server's page, or the command that opens the UI."""
+        exp_id, run_id = run.info.experiment_id, run.info.run_id
+        if self.is_server:
+            return f"{self.display_uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+        return f"mlflow ui --backend-store-uri {self.display_uri}  (then open run {run_id})"

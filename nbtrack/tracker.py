@@ -1,0 +1,267 @@
+"""The tracking verbs: start a run, stop it, report its status. Owns the run lifecycle.
+
+A :class:`Tracker` lives on one IPython shell (the magics hold it); the active run is its attribute,
+never a module global. At ``start`` it takes the environment, git and data sections and opens the
+*active* MLflow run; at ``stop`` it takes the notebook, history and parameters, logs everything and
+ends the run FINISHED (or FAILED).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from nbtrack import __version__
+from nbtrack.capture.base import CaptureContext, run_provider
+from nbtrack.capture.history import ExecutionHistory
+from nbtrack.capture.locate import NotebookLocation, find_project_root, locate_notebook
+from nbtrack.config import NbtrackConfig
+from nbtrack.errors import UsageError
+from nbtrack.models import SCHEMA_VERSION, Section, Snapshot
+from nbtrack.redact import strip_url_credentials
+
+
+@dataclass
+class ActiveRun:
+    """The run between ``%track start`` and ``%track stop``."""
+
+    run_id: str
+    run_name: str | None
+    experiment: str
+    experiment_id: str
+    store: Any
+    location: NotebookLocation
+    ctx: CaptureContext
+    sections: dict[str, Section]
+    started: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _now_iso(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(ts or time.time(), tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Tracker:
+    """Tracks runs for one kernel.
+
+    Example:
+        >>> tracker = Tracker(config=NbtrackConfig())
+        >>> tracker.start(experiment="churn", notebook="train.ipynb")  # doctest: +SKIP
+        >>> tracker.stop()  # doctest: +SKIP
+    """
+
+    def __init__(self, shell: Any = None, config: NbtrackConfig | None = None) -> None:
+        self.shell = shell
+        self.config = config or NbtrackConfig()
+        self.history = ExecutionHistory(self.config.history_max_cells)
+        self.active: ActiveRun | None = None
+        self.last: dict[str, Any] | None = None
+        # Provider caches kept across runs (an opened DVC repo, ...).
+        self._provider_state: dict[str, Any] = {}
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _user_ns(self) -> dict[str, Any]:
+        return dict(getattr(self.shell, "user_ns", None) or {})
+
+    def _executed(self) -> list[Any]:
+        raw = None
+        if self.shell is not None and getattr(self.shell, "history_manager", None) is not None:
+            raw = self.shell.history_manager.input_hist_raw
+        return self.history.cells(raw)
+
+    # --- verbs -----------------------------------------------------------------------------------
+    def start(
+        self,
+        *,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: dict[str, str] | None = None,
+        notebook: str | None = None,
+    ) -> tuple[ActiveRun, dict[str, Any] | None]:
+        """Start a run; ends the active one first. Returns the new run and the ended run's summary."""
+        from nbtrack.capture.data import DataProvider, dataset_inputs
+        from nbtrack.capture.environment import EnvironmentProvider
+        from nbtrack.capture.git import GitProvider
+        from nbtrack.store import MlflowStore
+
+        previous = self.stop() if self.active is not None else None
+        cwd = Path.cwd()
+        location = locate_notebook(
+            notebook, self._user_ns(), cwd=cwd, server_timeout=self.config.server_timeout
+        )
+        if notebook and location.path is None:
+            raise UsageError(f"--notebook {notebook}: no such file; give the path of the .ipynb")
+        root = find_project_root(location.path.parent if location.path else cwd)
+        ctx = CaptureContext(root, location.path, cwd, self.config, self._provider_state)
+        # Before capture: the embedded store's folder (and its .gitignore) must exist so that git
+        # does not report the store itself as untracked code.
+        store = MlflowStore.for_project(root, self.config)
+        exp_name = experiment or self.config.experiment or root.name or "nbtrack"
+        sections: dict[str, Section] = {}
+        files: dict[str, bytes] = {}
+        for provider in (EnvironmentProvider(), GitProvider(), DataProvider()):
+            section, produced = run_provider(provider, ctx)
+            sections[section.name] = section
+            files.update(produced)
+        run_tags = self._start_tags(location, root, sections)
+        run_tags.update(tags or {})
+        exp_id = store.experiment_id(exp_name)
+        started = time.time()
+        run_id = store.start_active_run(exp_id, name, run_tags)
+        active = ActiveRun(run_id, name, exp_name, exp_id, store, location, ctx, sections, started, run_tags)
+        self.active = active
+        try:
+            snapshot = self._snapshot(active, phase="start")
+            files["snapshot.json"] = snapshot.to_json().encode()
+            store.log_files(run_id, files)
+            if sections["data"].status == "ok":
+                store.log_datasets(run_id, dataset_inputs(sections["data"].data))
+        except Exception:
+            # No half-written run: a run whose start snapshot could not be logged ends FAILED.
+            self.active = None
+            store.end_active_run(run_id, "FAILED")
+            raise
+        return active, previous
+
+    def stop(self, status: str = "FINISHED") -> dict[str, Any]:
+        """Take the end snapshot, log it, end the run; returns the run card's summary."""
+        from nbtrack.capture.notebook import NotebookProvider
+        from nbtrack.capture.parameters import ParametersProvider, param_string
+
+        active = self.active
+        if active is None:
+            raise UsageError("no tracked run is active; start one with `%track start`")
+        self.active = None
+        store = active.store
+        try:
+            executed = self._executed()
+            notebook, files = run_provider(
+                NotebookProvider(active.location, executed, self.history.summary()), active.ctx
+            )
+            parameters, _ = run_provider(ParametersProvider(active.location, executed), active.ctx)
+            active.sections.update(notebook=notebook, parameters=parameters)
+            run = store.get_run(active.run_id)
+            active.sections["results"] = Section(
+                "results", "ok", None, {"metrics": dict(run.data.metrics), "params": dict(run.data.params)}
+            )
+            snapshot = self._snapshot(active, phase="end", status=status)
+            files["snapshot.json"] = snapshot.to_json().encode()
+            params = {k: param_string(v) for k, v in parameters.data.get("values", {}).items()}
+            store.log_params_and_tags(active.run_id, params, self._end_tags(active))
+            store.log_files(active.run_id, files)
+        except Exception:
+            store.end_active_run(active.run_id, "FAILED")
+            raise
+        store.end_active_run(active.run_id, status)
+        summary = self._summary(active, status, run)
+        self.last = summary
+        return summary
+
+    def status(self) -> dict[str, Any]:
+        """The active run and what was captured so far (sections present or absent, and why)."""
+        active = self.active
+        if active is None:
+            return {"active": False, "last": self.last, "history": self.history.summary()}
+        return {
+            "active": True,
+            "run_id": active.run_id,
+            "run_name": active.run_name,
+            "experiment": active.experiment,
+            "store": active.store.display_uri,
+            "notebook": str(active.location.path) if active.location.path else None,
+            "notebook_method": active.location.method,
+            "notebook_reason": None if active.location.path else active.location.why_unknown,
+            "project_root": str(active.ctx.project_root),
+            "elapsed_s": round(time.time() - active.started, 3),
+            "sections": {n: {"status": s.status, "reason": s.reason} for n, s in active.sections.items()},
+            "history": self.history.summary(),
+        }
+
+    # --- snapshot and tags -----------------------------------------------------------------------
+    def _snapshot(self, active: ActiveRun, *, phase: str, status: str | None = None) -> Snapshot:
+        run = {
+            "run_id": active.run_id,
+            "run_name": active.run_name,
+            "experiment": active.experiment,
+            "experiment_id": active.experiment_id,
+            "tracking_uri": strip_url_credentials(active.store.uri),
+            "project_root": str(active.ctx.project_root),
+            "cwd": str(active.ctx.cwd),
+            "started": _now_iso(active.started),
+            "phase": phase,
+        }
+        if phase == "end":
+            run.update(ended=_now_iso(), status=status)
+        return Snapshot(run=run, sections=dict(active.sections), nbtrack_version=__version__)
+
+    def _start_tags(self, loc: NotebookLocation, root: Path, sections: dict[str, Section]) -> dict[str, str]:
+        tags = {
+            "mlflow.source.type": "NOTEBOOK",
+            "nbtrack.schema_version": str(SCHEMA_VERSION),
+            "nbtrack.version": __version__,
+            "nbtrack.project": root.name,
+        }
+        if loc.path is not None:
+            try:
+                rel = loc.path.relative_to(root).as_posix()
+            except ValueError:
+                rel = str(loc.path)
+            tags.update({"mlflow.source.name": rel, "nbtrack.notebook.method": str(loc.method)})
+        else:
+            tags["nbtrack.notebook.method"] = "unknown"
+        if loc.papermill:
+            tags["nbtrack.papermill"] = "true"
+            tags["nbtrack.papermill.input_path"] = str(loc.papermill.get("input_path"))
+        git = sections.get("git")
+        if git is not None and git.status == "ok":
+            d = git.data
+            for key, value in (
+                ("mlflow.source.git.commit", d.get("commit")),
+                ("mlflow.source.git.branch", d.get("branch")),
+                ("mlflow.source.git.repoURL", d.get("remote_url")),
+            ):
+                if value:
+                    tags[key] = str(value)
+            tags["nbtrack.git.dirty"] = str(bool(d.get("dirty"))).lower()
+        data = sections.get("data")
+        if data is not None and data.status == "ok":
+            summary = data.data.get("summary") or {}
+            worst = next((s for s in ("missing", "modified") if summary.get(s)), "clean")
+            tags["nbtrack.data.status"] = worst
+        else:
+            tags["nbtrack.data.status"] = "absent" if data is None else data.status
+        return tags
+
+    def _end_tags(self, active: ActiveRun) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        nb = active.sections.get("notebook")
+        if nb is not None and nb.status == "ok" and nb.data.get("out_of_order") is not None:
+            tags["nbtrack.out_of_order"] = str(nb.data["out_of_order"]).lower()
+            tags["nbtrack.edited_after_execution"] = str(bool(nb.data.get("edited_after_execution"))).lower()
+        for name, section in active.sections.items():
+            tags[f"nbtrack.section.{name}"] = section.status
+        return tags
+
+    def _summary(self, active: ActiveRun, status: str, run: Any) -> dict[str, Any]:
+        flags = []
+        nb = active.sections.get("notebook")
+        if nb is not None and nb.data.get("out_of_order"):
+            flags.append("executed out of order: " + "; ".join(nb.data.get("out_of_order_reasons", [])[:3]))
+        for name, section in active.sections.items():
+            if section.status != "ok" and name != "parameters":
+                flags.append(f"{name}: {section.reason}")
+        if active.tags.get("nbtrack.data.status") in ("modified", "missing"):
+            flags.append(f"data {active.tags['nbtrack.data.status']} (not committed to DVC)")
+        return {
+            "run_id": active.run_id,
+            "run_name": run.info.run_name,
+            "experiment": active.experiment,
+            "status": status,
+            "duration_s": time.time() - active.started,
+            "metrics": dict(run.data.metrics),
+            "flags": flags,
+            "view": active.store.run_url(run),
+        }

@@ -1,0 +1,192 @@
+"""Fixtures that build real things: git + DVC repositories, notebooks, MLflow stores, servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GIT_ID = ["-c", "user.name=nbtrack test", "-c", "user.email=test@nbtrack.invalid"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No tracking URI or experiment from the machine leaks into a test."""
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "NBTRACK_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "NBTRACK_EXPERIMENT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def sh(cmd: list[str], cwd: Path, **kw: Any) -> str:
+    """Run a command, fail the test with its output when it fails."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", **kw.pop("env", {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, **kw)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def git(repo: Path, *args: str) -> str:
+    return sh(["git", *GIT_ID, *args], repo).strip()
+
+
+def dvc(repo: Path, *args: str) -> str:
+    return sh([sys.executable, "-m", "dvc", *args], repo)
+
+
+def make_project(root: Path, *, use_git: bool = True, use_dvc: bool = True, rows: int = 300) -> Path:
+    """A project folder with ``data/churn.csv`` (DVC-tracked when ``use_dvc``), committed to git."""
+    from nbtrack.demo import make_churn_csv
+
+    root.mkdir(parents=True, exist_ok=True)
+    make_churn_csv(root / "data" / "churn.csv", rows=rows)
+    if use_git:
+        git(root, "init", "-q", "-b", "main")
+    if use_dvc:
+        dvc(root, "init", "-q") if use_git else dvc(root, "init", "-q", "--no-scm")
+        dvc(root, "add", "-q", "data/churn.csv")
+    if use_git:
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "data and code")
+    return root
+
+
+def write_notebook(path: Path, cells: list[Any]) -> Path:
+    """Write a notebook; a cell is source text, or ``("parameters", source)`` for a tagged cell."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    for cell in cells:
+        if isinstance(cell, tuple):
+            tag, source = cell
+            nb.cells.append(new_code_cell(source, metadata={"tags": [tag]}))
+        else:
+            nb.cells.append(new_code_cell(cell))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def store_client(root: Path) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root / '.nbtrack' / 'mlflow.db'}")
+
+
+def all_runs(client: Any) -> list[Any]:
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(ids, order_by=["attributes.start_time DESC"])) if ids else []
+
+
+def download_all(client: Any, run_id: str, dest: Path) -> dict[str, bytes]:
+    """Every artifact of a run, by relative path."""
+    from mlflow.artifacts import download_artifacts
+
+    local = Path(
+        download_artifacts(
+            run_id=run_id, artifact_path="", dst_path=str(dest), tracking_uri=client.tracking_uri
+        )
+    )
+    return {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The in-process IPython shell with nbtrack freshly loaded (new history, new tracker)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.history_manager.reset(new_session=True)
+    ip.execution_count = 1
+    ip.run_line_magic("load_ext", "nbtrack")
+    yield ip
+    tracker = getattr(ip, "_nbtrack_tracker", None)
+    if tracker is not None and tracker.active is not None:
+        tracker.stop("KILLED")
+    ip.run_line_magic("unload_ext", "nbtrack")
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on loopback (SQLite backend, proxied local artifacts), one per session."""
+    base = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    for name in ("MLFLOW_TRACKING_URI", "NBTRACK_TRACKING_URI"):
+        env.pop(name, None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{base / 'server.db'}",
+        "--artifacts-destination",
+        str(base / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    log = open(base / "server.log", "wb")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited: {(base / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        raise RuntimeError("mlflow server did not answer /health within 120 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def dvc_md5(root: Path, rel: str) -> str:
+    import yaml
+
+    text = (root / f"{rel}.dvc").read_text()
+    return str(yaml.load(text, Loader=yaml.BaseLoader)["outs"][0]["md5"])
+
+
+def snapshot_of(files: dict[str, bytes]) -> dict[str, Any]:
+    return json.loads(files["nbtrack/snapshot.json"])
