@@ -60,9 +60,9 @@ class ExecutionHistory:
 
     def __init__(self, max_cells: int = 10_000) -> None:
         # (execution_count, raw_cell, cell_id, started, duration, ok, error_name)
-        self._records: deque[tuple[int | None, str, str | None, float, float, bool, str | None]] = deque(
-            maxlen=max_cells
-        )
+        self._records: deque[
+            tuple[int | None, str, str | None, float | None, float | None, bool, str | None]
+        ] = deque(maxlen=max_cells)
         self._pending: tuple[str, str | None, float, float] | None = None
         self.dropped = 0
         self.max_cells = max_cells
@@ -75,20 +75,20 @@ class ExecutionHistory:
             self._pending = (info.raw_cell, info.cell_id, time.time(), time.perf_counter())
 
     def post_run_cell(self, result: Any) -> None:
-        pending = self._pending
-        if pending is None or self.paused:
+        if self.paused:
             return
-        self._pending = None
+        pending, self._pending = self._pending, None
+        info = result.info  # raw cell and cell id; also there for the cell that loaded nbtrack
         if len(self._records) == self.max_cells:
             self.dropped += 1
         error = result.error_in_exec or result.error_before_exec
         self._records.append(
             (
                 result.execution_count,
-                pending[0],
-                pending[1],
-                pending[2],
-                time.perf_counter() - pending[3],
+                info.raw_cell,
+                info.cell_id,
+                pending[2] if pending else None,
+                time.perf_counter() - pending[3] if pending else None,
                 error is None,
                 None if error is None else type(error).__name__,
             )
