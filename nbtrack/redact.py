@@ -140,6 +140,8 @@ def strip_url_credentials(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_QUERY_SECRET_KEYS.match(k) for k, _ in pairs):
             query = urlencode([(k, REDACTED if _QUERY_SECRET_KEYS.match(k) else v) for k, v in pairs])
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret; re-assembling would turn sqlite:////abs into sqlite://abs
     return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -19,9 +19,11 @@ def _kernel_manager_class(extra_env: dict[str, str]) -> type:
     from jupyter_client.manager import AsyncKernelManager  # with papermill, only when executing
 
     class _EnvKernelManager(AsyncKernelManager):  # type: ignore[misc]
-        async def _async_start_kernel(self, **kw: Any) -> None:
+        # ``start_kernel`` is what nbclient calls; the base class binds it to its own
+        # ``_async_start_kernel`` at class creation, so that is the method to override.
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**(kw.get("env") or os.environ), **extra_env}
-            await super()._async_start_kernel(**kw)
+            await super().start_kernel(**kw)
 
     return _EnvKernelManager
 

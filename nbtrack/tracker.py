@@ -229,7 +229,7 @@ class Tracker:
         data = sections.get("data")
         if data is not None and data.status == "ok":
             summary = data.data.get("summary") or {}
-            worst = next((s for s in ("missing", "modified") if summary.get(s)), "clean")
+            worst = next((s for s in ("missing", "modified", "unknown") if summary.get(s)), "clean")
             tags["nbtrack.data.status"] = worst
         else:
             tags["nbtrack.data.status"] = "absent" if data is None else data.status

@@ -286,3 +286,8 @@ def test_strip_url_credentials_is_idempotent(scheme: str, user: str, body: str, 
     url = f"{scheme}://{user}:{quote(body, safe='')}@{host}/p?token={quote(body, safe='')}&page=1"
     once = strip_url_credentials(url)
     assert strip_url_credentials(once) == once
+
+
+def test_urls_without_credentials_are_returned_unchanged() -> None:
+    for url in ("sqlite:////tmp/proj/.nbtrack/mlflow.db", "file:///a/b", "https://h/x?a=1&b=2"):
+        assert strip_url_credentials(url) == url
