@@ -36,7 +36,7 @@ def make_churn_csv(path: Path, rows: int = 2000, seed: int = 42) -> Path:
     charges = rng.normal(70, 20, rows).round(2)
     calls = rng.poisson(1.5, rows)
     contract = rng.choice([1, 12, 24], rows, p=[0.5, 0.3, 0.2])
-    logit = -1.0 - 0.04 * tenure + 0.02 * (charges - 70) + 0.5 * calls - 0.06 * contract
+    logit = 1.0 - 0.06 * tenure + 0.05 * (charges - 70) + 0.9 * calls - 0.08 * contract
     churn = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     frame = pd.DataFrame(
         {"tenure": tenure, "monthly_charges": charges, "support_calls": calls, "contract_months": contract}

@@ -81,6 +81,7 @@ def test_tracked_run_matches_the_repository(tmp_path: Path) -> None:
     ]
     assert [c.execution_count for c in history.cells][:-1] == list(range(1, len(executed)))
     assert all(c.metadata["nbtrack"]["status"] == "ok" for c in history.cells[:-1])
+    assert history.cells[-1].metadata["nbtrack"]["status"] == "running"  # the %track stop cell
     snapshot = snapshot_of(files)
     assert snapshot["schema_version"] == 1
     assert snapshot["sections"]["notebook"]["data"]["method"] == "papermill"
