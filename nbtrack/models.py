@@ -7,7 +7,7 @@ refuses a version it does not know instead of guessing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nbtrack.errors import SnapshotError
@@ -36,7 +36,14 @@ class Section:
     duration_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: its deep copy of a few thousand package/env entries cost ~25 ms.
+        return {
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "data": self.data,
+            "duration_ms": self.duration_ms,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Section:
@@ -75,7 +82,7 @@ class Snapshot:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=False, default=str)
+        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
 
     @classmethod
     def from_dict(cls, raw: Any, *, source: str = "snapshot.json") -> Snapshot:

@@ -147,12 +147,13 @@ class MlflowStore:
             else:
                 self.client.set_terminated(run_id, status=status)
 
-    def log_params_and_tags(self, run_id: str, params: dict[str, str], tags: dict[str, str]) -> None:
-        """Log in one batch; params the run already has (logged by the user) are left as they are."""
+    def log_params_and_tags(
+        self, run_id: str, params: dict[str, str], tags: dict[str, str], existing: dict[str, str]
+    ) -> None:
+        """Log in one batch; params the run already has (``existing``, logged by the user) are kept."""
         from mlflow.entities import Param, RunTag
 
         with translate_errors(f"logging params of run {run_id}"):
-            existing = self.client.get_run(run_id).data.params if params else {}
             new = [Param(k[:250], v[:6000]) for k, v in params.items() if k[:250] not in existing]
             self.client.log_batch(run_id, params=new, tags=[RunTag(k, v[:8000]) for k, v in tags.items()])
 
