@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dvc_helpers import dvc, git
 
-GIT_ID = ["-c", "user.name=nbtrack test", "-c", "user.email=test@nbtrack.invalid"]
+__all__ = ["dvc", "git"]
 
 
 @pytest.fixture(autouse=True)
@@ -30,22 +31,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
-def sh(cmd: list[str], cwd: Path, **kw: Any) -> str:
-    """Run a command, fail the test with its output when it fails."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", **kw.pop("env", {})}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, **kw)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def git(repo: Path, *args: str) -> str:
-    return sh(["git", *GIT_ID, *args], repo).strip()
-
-
-def dvc(repo: Path, *args: str) -> str:
-    return sh([sys.executable, "-m", "dvc", *args], repo)
 
 
 def make_project(root: Path, *, use_git: bool = True, use_dvc: bool = True, rows: int = 300) -> Path:

@@ -45,7 +45,8 @@ def run(cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> str:
 
 
 def git(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
-    return run(["git", *GIT_ID, *args], repo, env)
+    """``git args`` in ``repo`` with a test identity; its output without surrounding white space."""
+    return run(["git", *GIT_ID, *args], repo, env).strip()
 
 
 def dvc(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
