@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true", help="the run and its whole snapshot as JSON")
 
+    diff = sub.add_parser("diff", help="compare two runs: params, metrics, environment, data, code cells")
+    diff.add_argument("run_a")
+    diff.add_argument("run_b")
+    diff.add_argument("--json", action="store_true", help="the structured diff as JSON")
+
     demo = sub.add_parser("demo", help="create a demo project, execute its notebook, and show the run")
     demo.add_argument("dir", nargs="?", default="nbtrack-demo", type=Path, help="a new folder")
     return parser
@@ -214,6 +219,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from nbtrack.diff import diff_runs, format_diff
+
+    store, _, _ = _context(args)
+    result = diff_runs(store, args.run_a, args.run_b)
+    print(json.dumps(result, indent=1) if args.json else format_diff(result))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nbtrack.demo import run_demo
 
@@ -230,7 +244,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"runs": cmd_runs, "show": cmd_show, "demo": cmd_demo}
+COMMANDS = {"runs": cmd_runs, "show": cmd_show, "diff": cmd_diff, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
