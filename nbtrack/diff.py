@@ -11,6 +11,7 @@ import difflib
 import json
 from typing import Any
 
+from nbtrack.capture.notebook import cell_source, code_cells
 from nbtrack.models import Snapshot
 
 
@@ -72,15 +73,6 @@ def diff_data(a: Snapshot, b: Snapshot) -> list[dict[str, Any]]:
     return rows
 
 
-def _code_cells(notebook: dict[str, Any] | None) -> list[str]:
-    if not notebook:
-        return []
-    cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
-    return [
-        "".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source", "")) for c in cells
-    ]
-
-
 def diff_cells(a: list[str], b: list[str]) -> list[dict[str, Any]]:
     """Cell-level differences between two lists of code cells (1-based cell numbers)."""
     rows: list[dict[str, Any]] = []
@@ -111,6 +103,10 @@ def diff_git(a: Snapshot, b: Snapshot) -> dict[str, Any]:
     return {key: {"a": x, "b": y} for key, (x, y) in fields.items() if x != y}
 
 
+def _sources(notebook: dict[str, Any] | None) -> list[str]:
+    return [cell_source(c) for c in code_cells(notebook)] if notebook else []
+
+
 def diff_runs(store: Any, run_a: str, run_b: str) -> dict[str, Any]:
     """The structured diff of two runs of one store.
 
@@ -133,7 +129,7 @@ def diff_runs(store: Any, run_a: str, run_b: str) -> dict[str, Any]:
         "environment": diff_environment(*snaps),
         "data": diff_data(*snaps),
         "git": diff_git(*snaps),
-        "cells": diff_cells(_code_cells(notebooks[0]), _code_cells(notebooks[1])),
+        "cells": diff_cells(*(_sources(nb) for nb in notebooks)),
     }
 
 

@@ -160,10 +160,11 @@ class Tracker:
         store = active.store
         try:
             executed = self._executed()
-            notebook, files = run_provider(
-                NotebookProvider(active.location, executed, self.history.summary()), active.ctx
+            saved = NotebookProvider(active.location, executed, self.history.summary())
+            notebook, files = run_provider(saved, active.ctx)
+            parameters, _ = run_provider(
+                ParametersProvider(active.location, executed, saved.parsed), active.ctx
             )
-            parameters, _ = run_provider(ParametersProvider(active.location, executed), active.ctx)
             active.sections.update(notebook=notebook, parameters=parameters)
             run = store.get_run(active.run_id)
             active.sections["results"] = Section(

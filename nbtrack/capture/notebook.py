@@ -112,6 +112,8 @@ class NotebookProvider:
         self.location = location
         self.executed = executed
         self.history_summary = history_summary
+        #: The saved notebook as parsed by :meth:`capture`, for the parameters provider to reuse.
+        self.parsed: dict[str, Any] | None = None
 
     def capture(self, ctx: CaptureContext) -> CaptureResult:
         from nbtrack.render import notebook_html
@@ -138,7 +140,7 @@ class NotebookProvider:
                 sha256=hashlib.sha256(raw).hexdigest(),
                 mtime=loc.path.stat().st_mtime,
             )
-            nb = read_notebook(loc.path)
+            nb = self.parsed = read_notebook(loc.path)
             cells = code_cells(nb)
             data.update(
                 nbformat=f"{nb.get('nbformat')}.{nb.get('nbformat_minor')}",

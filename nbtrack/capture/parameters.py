@@ -53,15 +53,21 @@ class ParametersProvider:
 
     name = "parameters"
 
-    def __init__(self, location: NotebookLocation, executed: Sequence[ExecutedCell]) -> None:
+    def __init__(
+        self,
+        location: NotebookLocation,
+        executed: Sequence[ExecutedCell],
+        notebook: dict[str, Any] | None = None,
+    ) -> None:
         self.location = location
         self.executed = executed
+        self.notebook = notebook  # already parsed by the notebook provider, when it could
 
     def capture(self, ctx: CaptureContext) -> CaptureResult:
         defaults: dict[str, Any] = {}
         cell_index = None
         if self.location.path is not None:
-            nb = read_notebook(self.location.path)
+            nb = self.notebook or read_notebook(self.location.path)
             for i, cell in enumerate(nb["cells"]):
                 tags = (cell.get("metadata") or {}).get("tags") or []
                 if cell.get("cell_type") == "code" and "parameters" in tags:
