@@ -44,7 +44,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed at teardown; read when it fails
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
     srv = Server(f"http://127.0.0.1:{port}", root, runtime)
     deadline = time.time() + 60
     while True:
@@ -54,11 +55,14 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         except OSError:
             if time.time() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError("jupyter server did not start") from None
+                log.close()
+                tail = (tmp_path / "server.log").read_text()[-2000:]
+                raise RuntimeError(f"jupyter server did not start:\n{tail}") from None
             time.sleep(0.3)
     yield srv
     proc.terminate()
     proc.wait(30)
+    log.close()
 
 
 def run_in_kernel(client: Any, code: str) -> str:
@@ -88,7 +92,9 @@ def test_session_path_then_sessions_api_after_a_rename(server: Server) -> None:
         connection_file=str(server.runtime / f"kernel-{session['kernel']['id']}.json")
     )
     client.load_connection_file()
-    client.start_channels()
+    # No heartbeat channel: a standalone client reads one missed beat on a busy machine as a dead
+    # kernel; waiting for the kernel_info reply is the real test of readiness.
+    client.start_channels(hb=False)
     try:
         client.wait_for_ready(timeout=60)
         # When a run starts, the kernel's session variable names the notebook
