@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailable
+from nbtrack.capture.locate import nearest_ancestor
 from nbtrack.errors import CaptureError
 from nbtrack.redact import strip_url_credentials
 
@@ -85,8 +86,7 @@ class DataProvider:
 
 def find_dvc_root(start: Path) -> Path | None:
     """The nearest folder at or above ``start`` that holds a ``.dvc`` folder, else None."""
-    start = start.resolve()
-    return next((f for f in (start, *start.parents) if (f / ".dvc").is_dir()), None)
+    return nearest_ancestor(start, lambda f: (f / ".dvc").is_dir())
 
 
 def dataset_inputs(section_data: dict[str, Any]) -> list[dict[str, str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,16 @@ class NotebookLocation:
         return f"notebook path unknown ({detail}); pass `%track start --notebook PATH`"
 
 
+def nearest_ancestor(start: Path, holds: Callable[[Path], bool]) -> Path | None:
+    """The nearest folder at or above ``start`` for which ``holds(folder)`` is true, else None."""
+    start = start.resolve()
+    return next((f for f in (start, *start.parents) if holds(f)), None)
+
+
 def find_project_root(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding ``.git`` or ``.dvc``; else ``start``."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists() or (folder / ".dvc").is_dir():
-            return folder
-    return start
+    root = nearest_ancestor(start, lambda f: (f / ".git").exists() or (f / ".dvc").is_dir())
+    return root or start.resolve()
 
 
 def papermill_invocation(pid: int | None = None) -> dict[str, Any] | None:
