@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -249,8 +248,6 @@ COMMANDS = {"runs": cmd_runs, "show": cmd_show, "diff": cmd_diff, "demo": cmd_de
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # MLflow draws a progress bar for every artifact download; a CLI reading one JSON file needs none.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return COMMANDS[args.command](args)
     except NbtrackError as exc:

@@ -207,6 +207,9 @@ class MlflowStore:
         """Text of ``nbtrack/<name>`` of a run, or None when it is missing."""
         from mlflow.artifacts import download_artifacts
 
+        # MLflow draws a progress bar per download; reading one small file (CLI, server) needs none.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
         with tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp:
             try:
                 path = download_artifacts(
