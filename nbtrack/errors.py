@@ -9,6 +9,8 @@
     ├── StoreError                    exit 14  the MLflow store failed or is unreachable
     │   └── RunNotFoundError          exit 15  no run with that id
     ├── SnapshotError                 exit 16  a run's snapshot is missing or of an unknown schema
+    ├── CannotReplay                  exit 3   a run cannot be replayed (run, data, code or
+    │                                          environment missing); replay's verdicts are 0-2
     └── UsageError                    exit 64  wrong arguments or a call at the wrong moment
 
 Every message says what failed and how to fix it, on one line. Front-ends translate: the magics
@@ -58,6 +60,15 @@ class SnapshotError(NbtrackError):
     """A run's snapshot is missing, unreadable, or of an unknown schema version."""
 
     exit_code = 16
+
+
+class CannotReplay(NbtrackError):
+    """A run cannot be replayed: the run, its code, its data or its environment is unavailable.
+
+    Exit code 3, beside replay's verdicts (0 reproduced, 1 diverged, 2 failed to execute).
+    """
+
+    exit_code = 3
 
 
 class UsageError(NbtrackError):
