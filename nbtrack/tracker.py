@@ -8,6 +8,8 @@ ends the run FINISHED (or FAILED).
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +41,8 @@ class ActiveRun:
     sections: dict[str, Section]
     started: float
     tags: dict[str, str] = field(default_factory=dict)
+    #: 1 for the first run started in this kernel, 2 for the next, ... (a replay matches runs by it)
+    kernel_run_index: int = 1
 
 
 def _data_status(sections: dict[str, Section]) -> str:
@@ -48,6 +52,50 @@ def _data_status(sections: dict[str, Section]) -> str:
         return "absent" if data is None else data.status
     summary = data.data.get("summary") or {}
     return next((s for s in ("missing", "modified", "unknown") if summary.get(s)), "clean")
+
+
+def _output_states(section: Section | None) -> dict[str, str | None]:
+    """Each DVC output's workspace content: its hash, or None when missing or unknown."""
+    if section is None or section.status != "ok":
+        return {}
+    states: dict[str, str | None] = {}
+    for out in section.data.get("outputs", []):
+        status = out.get("status")
+        states[out["path"]] = (
+            out["hash"] if status == "clean" else out.get("workspace_hash") if status == "modified" else None
+        )
+    return states
+
+
+def produced_outputs(before: Section | None, after: Section | None) -> list[dict[str, Any]]:
+    """DVC outputs whose workspace content changed during the run: what the run produced.
+
+    Example:
+        >>> a = Section("data", data={"outputs": [{"path": "m.pkl", "hash": "1", "status": "missing"}]})
+        >>> b = Section("data", data={"outputs": [{"path": "m.pkl", "hash": "1", "status": "modified",
+        ...                                        "workspace_hash": "2", "hash_name": "md5"}]})
+        >>> produced_outputs(a, b)
+        [{'path': 'm.pkl', 'hash_name': 'md5', 'before': None, 'after': '2'}]
+    """
+    start, end = _output_states(before), _output_states(after)
+    names = {o["path"]: o.get("hash_name") for o in (after.data.get("outputs", []) if after else [])}
+    return [
+        {"path": path, "hash_name": names.get(path), "before": start.get(path), "after": end[path]}
+        for path in sorted(end)
+        if end[path] is not None and end[path] != start.get(path)
+    ]
+
+
+def replay_context() -> dict[str, Any]:
+    """What ``nbtrack replay`` tells a kernel it started (``NBTRACK_REPLAY``), else {}."""
+    raw = os.environ.get("NBTRACK_REPLAY")
+    if not raw:
+        return {}
+    try:
+        told = json.loads(raw)
+    except ValueError:
+        return {}
+    return told if isinstance(told, dict) else {}
 
 
 def _now_iso(ts: float | None = None) -> str:
@@ -72,6 +120,7 @@ class Tracker:
         # Provider caches kept across runs (an opened DVC repo, ...).
         self._provider_state: dict[str, Any] = {}
         self._experiments: dict[tuple[str, str], str] = {}
+        self.runs_started = 0
 
     # --- helpers ---------------------------------------------------------------------------------
     def _user_ns(self) -> dict[str, Any]:
@@ -122,6 +171,11 @@ class Tracker:
                 sections[section.name] = section
                 files.update(produced)
             run_tags = self._start_tags(location, root, sections)
+            run_tags["nbtrack.kernel_run_index"] = str(self.runs_started + 1)
+            replay = replay_context()
+            if replay.get("replay_of"):
+                run_tags["nbtrack.replay_of"] = str(replay["replay_of"])
+                run_tags["nbtrack.replay_id"] = str(replay.get("replay_id", ""))
             run_tags.update(tags or {})
             key = (store.uri, exp_name)
             exp_id = self._experiments.get(key) or store.experiment_id(exp_name)
@@ -133,7 +187,20 @@ class Tracker:
                 self._experiments.pop(key, None)  # e.g. the experiment was deleted meanwhile
                 raise
             sections["data"], _ = data_capture.result()
-        active = ActiveRun(run_id, name, exp_name, exp_id, store, location, ctx, sections, started, run_tags)
+        self.runs_started += 1
+        active = ActiveRun(
+            run_id,
+            name,
+            exp_name,
+            exp_id,
+            store,
+            location,
+            ctx,
+            sections,
+            started,
+            run_tags,
+            self.runs_started,
+        )
         self.active = active
         try:
             snapshot = self._snapshot(active, phase="start")
@@ -150,6 +217,7 @@ class Tracker:
 
     def stop(self, status: str = "FINISHED") -> dict[str, Any]:
         """Take the end snapshot, log it, end the run; returns the run card's summary."""
+        from nbtrack.capture.data import DataProvider
         from nbtrack.capture.notebook import NotebookProvider
         from nbtrack.capture.parameters import ParametersProvider, param_string
 
@@ -161,12 +229,24 @@ class Tracker:
         try:
             executed = self._executed()
             saved = NotebookProvider(active.location, executed, self.history.summary())
-            notebook, files = run_provider(saved, active.ctx)
-            parameters, _ = run_provider(
-                ParametersProvider(active.location, executed, saved.parsed), active.ctx
-            )
+            start_data = active.sections.get("data")
+            # What the run wrote into DVC-tracked outputs: the data check again (state-cache
+            # answers, mostly stat calls), beside the notebook capture.
+            with ThreadPoolExecutor(1, thread_name_prefix="nbtrack-data") as pool:
+                end_data = (
+                    pool.submit(run_provider, DataProvider(), active.ctx)
+                    if start_data is not None and start_data.status == "ok"
+                    else None
+                )
+                notebook, files = run_provider(saved, active.ctx)
+                parameters, _ = run_provider(
+                    ParametersProvider(active.location, executed, saved.parsed), active.ctx
+                )
+                run = store.get_run(active.run_id)
+                after = end_data.result()[0] if end_data is not None else None
+            if start_data is not None and after is not None:
+                start_data.data["produced"] = produced_outputs(start_data, after)
             active.sections.update(notebook=notebook, parameters=parameters)
-            run = store.get_run(active.run_id)
             active.sections["results"] = Section(
                 "results", "ok", None, {"metrics": dict(run.data.metrics), "params": dict(run.data.params)}
             )
@@ -215,7 +295,11 @@ class Tracker:
             "cwd": str(active.ctx.cwd),
             "started": _now_iso(active.started),
             "phase": phase,
+            "kernel_run_index": active.kernel_run_index,
         }
+        replay = replay_context()
+        if replay.get("replay_of"):
+            run["replay_of"] = replay["replay_of"]
         if phase == "end":
             run.update(ended=_now_iso(), status=status)
         return Snapshot(run=run, sections=dict(active.sections), nbtrack_version=__version__)
