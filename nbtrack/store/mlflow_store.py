@@ -205,6 +205,11 @@ class MlflowStore:
 
     def read_artifact(self, run_id: str, name: str) -> str | None:
         """Text of ``nbtrack/<name>`` of a run, or None when it is missing."""
+        data = self.read_artifact_bytes(run_id, name)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def read_artifact_bytes(self, run_id: str, name: str) -> bytes | None:
+        """Bytes of ``nbtrack/<name>`` of a run (a binary patch stays intact), or None when missing."""
         from mlflow.artifacts import download_artifacts
 
         # MLflow draws a progress bar per download; reading one small file (CLI, server) needs none.
@@ -217,7 +222,13 @@ class MlflowStore:
                 )
             except Exception:  # noqa: BLE001 - missing artifact: caller decides
                 return None
-            return Path(path).read_text()
+            return Path(path).read_bytes()
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with translate_errors(f"tagging run {run_id}"):
+            self.client.log_batch(run_id, tags=[RunTag(k, v[:8000]) for k, v in tags.items()])
 
     def search_runs(
         self,
@@ -226,6 +237,7 @@ class MlflowStore:
         experiment: str | None = None,
         max_results: int = 100,
         page_token: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> tuple[list[Any], str | None]:
         """Runs tracked by nbtrack, newest first, filtered server-side (never a scan of all runs)."""
         from mlflow.entities import ViewType
@@ -243,10 +255,11 @@ class MlflowStore:
             if not ids:
                 return [], None
             filters = ["tags.`nbtrack.schema_version` != ''"]
-            if notebook:
-                if "'" in notebook:
-                    raise ConfigError(f"notebook path {notebook!r} contains a quote; rename the notebook")
-                filters.append(f"tags.`mlflow.source.name` = '{notebook}'")
+            wanted = {**(tags or {}), **({"mlflow.source.name": notebook} if notebook else {})}
+            for key, value in wanted.items():
+                if "'" in value or "`" in key:
+                    raise ConfigError(f"{key}={value!r} contains a quote; MLflow's search cannot match it")
+                filters.append(f"tags.`{key}` = '{value}'")
             page = self.client.search_runs(
                 ids,
                 filter_string=" and ".join(filters),
