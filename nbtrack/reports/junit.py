@@ -1,0 +1,117 @@
+"""JUnit XML for CI (Jenkins' junit step, GitHub Actions test-report actions): one test case per run."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+
+from nbtrack.reports.common import (
+    SUITE,
+    Result,
+    _clean,
+    _columns,
+    _diff_table,
+    _env_rows,
+    _env_summary,
+    _failure_lines,
+    _mode_line,
+    _overrides,
+    _rows,
+    _run_label,
+)
+
+# --- JUnit XML -----------------------------------------------------------------------------------
+
+
+def _classname(result: Result) -> str:
+    # Jenkins splits a classname at its last dot into package and class: keep experiment and notebook
+    # as those two parts rather than "train" / "ipynb".
+    parts = [str(result.get("experiment") or "default")]
+    notebook = str(result.get("notebook") or "")
+    if notebook:
+        parts.append(notebook.removesuffix(".ipynb"))
+    return ".".join(part.replace(".", "_") for part in parts)
+
+
+def _system_out(result: Result) -> str:
+    lines = [f"run {_run_label(result)}, experiment {result.get('experiment')}"]
+    if result.get("replay_run_id"):
+        lines.append(f"replay run {result['replay_run_id']}")
+    if result.get("view"):
+        lines.append(f"see the replay run: {result['view']}")
+    lines += [_mode_line(result)] if result.get("mode") else []
+    if _overrides(result):
+        lines.append(f"parameters overridden: {_overrides(result)}")
+    risks = result.get("risks") or []
+    lines += ["risks:", *(f"  - {risk}" for risk in risks)] if risks else []
+    env = result.get("environment")
+    lines.append(f"environment: {_env_summary(env)}")
+    if isinstance(env, Mapping) and env.get("available") is not False:
+        lines += [f"  {name}: {a or '-'} -> {b or '-'} ({change})" for name, a, b, change in _env_rows(env)]
+    data = _rows(result, "data")
+    lines += ["data:"] if data else []
+    lines += [
+        f"  {d.get('path')} {d.get('hash_name')}:{d.get('hash')} ({d.get('status_at_record')} when recorded, "
+        f"{d.get('link')}{', fetched from the remote' if d.get('fetched') else ''})"
+        for d in data
+    ]
+    return "\n".join(lines)
+
+
+def _divergence_text(result: Result) -> str:
+    lines = [str(result.get("message") or "")]
+    table = _diff_table(result, hash_width=None)
+    if table:
+        lines += ["", *_columns([("", "name", "original", "replayed", "difference"), *table], indent="")]
+    return "\n".join(lines)
+
+
+def junit_xml(results: Sequence[Result]) -> str:
+    """One JUnit ``<testsuite>`` with a ``<testcase>`` per replayed run, for Jenkins and CI actions.
+
+    REPRODUCED passes; DIVERGED and FAILED are ``<failure>`` (the divergence table, or the failing
+    cell and exception); CANNOT_REPLAY is an ``<error>``. Risks, mode and environment drift go to the
+    test case's ``<system-out>``.
+
+    Example:
+        >>> junit_xml([result]).splitlines()[2]  # doctest: +SKIP
+        '  <testsuite name="nbtrack replay" tests="1" failures="1" errors="0" skipped="0" time="12.300">'
+    """
+    root = ET.Element("testsuites", name=SUITE)
+    suite = ET.SubElement(root, "testsuite", name=SUITE)
+    failures = errors = 0
+    total = 0.0
+    for result in results:
+        seconds = result.get("duration_s")
+        seconds = float(seconds) if isinstance(seconds, int | float) else 0.0
+        total += seconds
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=_clean(_classname(result)),
+            name=_clean(_run_label(result)),
+            time=f"{seconds:.3f}",
+        )
+        verdict = str(result.get("verdict") or "UNKNOWN")
+        message = _clean(result.get("message") or verdict)
+        if verdict == "DIVERGED":
+            failures += 1
+            ET.SubElement(case, "failure", message=message, type=verdict).text = _clean(
+                _divergence_text(result)
+            )
+        elif verdict == "FAILED":
+            failures += 1
+            failure = result.get("failure")
+            text = "\n".join(_failure_lines(failure)) if isinstance(failure, Mapping) else message
+            ET.SubElement(case, "failure", message=message, type=verdict).text = _clean(text)
+        elif verdict != "REPRODUCED":
+            errors += 1
+            ET.SubElement(case, "error", message=message, type=_clean(verdict)).text = message
+        ET.SubElement(case, "system-out").text = _clean(_system_out(result))
+    counts = {"tests": len(results), "failures": failures, "errors": errors, "skipped": 0}
+    for element in (root, suite):
+        for key, count in counts.items():
+            element.set(key, str(count))
+        element.set("time", f"{total:.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,298 @@
+"""One self-contained HTML page a person reads to decide whether to trust a replay."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nbtrack import __version__
+from nbtrack.reports.common import (
+    _LONG,
+    VERDICTS,
+    Result,
+    _clean,
+    _env_compared,
+    _env_rows,
+    _env_summary,
+    _number,
+    _output_change,
+    _overrides,
+    _reason,
+    _rows,
+    _run_label,
+    _value,
+)
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;max-width:76rem;
+padding:0 1rem;color:#1f2328;line-height:1.4}
+h1{font-size:1.4rem;margin:0}h3{font-size:1rem;margin:1.1rem 0 .3rem}
+.muted{color:#57606a}section.result{border-top:2px solid #d0d7de;margin-top:2rem;padding-top:.5rem}
+.banner{padding:.6rem 1rem;border-radius:6px;color:#fff;margin:.5rem 0;font-size:1.05rem}
+.banner b{font-size:1.35rem;margin-right:.8rem;letter-spacing:.03em}
+.badge{display:inline-block;padding:0 .5rem;border-radius:1rem;color:#fff;font-size:.8rem;font-weight:600}
+.v-REPRODUCED{background:#1a7f37}.v-DIVERGED{background:#bc4c00}.v-FAILED{background:#cf222e}
+.v-CANNOT_REPLAY,.v-UNKNOWN{background:#6e7781}
+table{border-collapse:collapse;margin:.3rem 0}
+td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.bad td{background:#ffebe9}tr.bad td:first-child{box-shadow:inset 3px 0 #cf222e}
+tr.over td{background:#fff8c5}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.5rem 0}
+dt{color:#57606a}dd{margin:0}
+.risks{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.3rem 1rem;margin:.6rem 0}
+.failure{background:#ffebe9;border:1px solid #ff8182;border-radius:6px;padding:.3rem 1rem}
+code,pre,.diff{font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,monospace}
+pre{white-space:pre-wrap;margin:.2rem 0}.diff{border:1px solid #d0d7de;border-radius:4px;margin:.2rem 0 .8rem}
+.diff div{white-space:pre-wrap;padding:0 .5rem;min-height:1.45em}.diff .add{background:#dafbe1;color:#116329}
+.diff .del{background:#ffebe9;color:#82071e}.diff .hunk{background:#ddf4ff;color:#0550ae}
+.warn{color:#9a6700;font-weight:600}
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(_clean(value))
+
+
+def _verdict_class(verdict: str) -> str:
+    return f"v-{verdict}" if verdict in VERDICTS else "v-UNKNOWN"
+
+
+def _table(header: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]], num: Sequence[int] = ()) -> str:
+    """An HTML table; each row is (tr class, already-escaped cells); ``num`` columns align right."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join(
+        (f'<tr class="{cls}">' if cls else "<tr>")
+        + "".join(f"<td{' class=num' if i in num else ''}>{c}</td>" for i, c in enumerate(cells))
+        + "</tr>"
+        for cls, cells in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _meta_html(result: Result) -> str:
+    env = {"current": "the current Python environment", "recreate": "recreated from the recorded packages"}
+    notebook = result.get("notebook")
+    items = [
+        ("run", _run_label(result)),
+        ("replay run", result.get("replay_run_id") or "not logged"),
+        ("experiment", result.get("experiment")),
+        ("notebook", notebook or "none: replayed from the recorded cell history"),
+        (
+            "mode",
+            str(result.get("mode") or "-")
+            + (f": {result['mode_reason']}" if result.get("mode_reason") else ""),
+        ),
+        ("environment", env.get(str(result.get("env")), result.get("env") or "-")),
+        ("kernel", result.get("kernel") or "-"),
+        ("parameters overridden", _overrides(result) or "none"),
+        ("started", result.get("started") or "-"),
+        ("duration", f"{_number(result.get('duration_s'), '.1f') or '-'} s"),
+        ("exit code", result.get("exit_code")),
+    ]
+    if result.get("workspace"):
+        items.append(("workspace", result["workspace"]))
+    body = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items)
+    if result.get("view"):
+        # Shown as text, never as a link: the page must not point anywhere outside itself.
+        body += f"<dt>see the replay run</dt><dd><code>{_esc(result['view'])}</code></dd>"
+    return f'<dl class="meta">{body}</dl>'
+
+
+def _metrics_html(result: Result) -> str:
+    rows = []
+    for m in _rows(result, "metrics"):
+        ok = m.get("ok", True)
+        missing = m.get("original") is None or m.get("replayed") is None
+        status = (
+            "✓ within tolerance" if ok else ("✗ missing on one side" if missing else "✗ outside tolerance")
+        )
+        cells = [_value(m.get("original")), _value(m.get("replayed")), _number(m.get("difference"), "+.6g")]
+        cells += [_number(m.get("tolerance"), ".3g"), status]
+        rows.append(("" if ok else "bad", [f"<code>{_esc(m.get('name'))}</code>", *map(_esc, cells)]))
+    if not rows:
+        return "<h3>Metrics</h3><p class=muted>no metrics to compare: only the execution was checked</p>"
+    header = ("metric", "original", "replayed", "difference", "relative tolerance", "")
+    return "<h3>Metrics</h3>" + _table(header, rows, num=(1, 2, 3, 4))
+
+
+def _params_html(result: Result) -> str:
+    rows = []
+    for p in _rows(result, "params"):
+        note = (
+            "overridden (-p) for this replay"
+            if p.get("overridden")
+            else ("" if p.get("ok", True) else "✗ differs")
+        )
+        cls = "bad" if not p.get("ok", True) else ("over" if p.get("overridden") else "")
+        cells = [_esc(_value(p.get("original"))), _esc(_value(p.get("replayed"))), _esc(note)]
+        rows.append((cls, [f"<code>{_esc(p.get('name'))}</code>", *cells]))
+    return "<h3>Parameters</h3>" + _table(("param", "original", "replayed", ""), rows) if rows else ""
+
+
+def _outputs_html(result: Result) -> str:
+    rows = []
+    for o in _rows(result, "outputs"):
+        ok = o.get("ok", True)
+        cells = [f"<code>{_esc(o.get('path'))}</code>"]
+        cells += [f"<code>{_esc(_value(o.get(side)))}</code>" for side in ("original", "replayed")]
+        rows.append(("" if ok else "bad", [*cells, _esc(("✓ " if ok else "✗ ") + _output_change(o))]))
+    header = ("DVC output", "original", "replayed", "")
+    return "<h3>Produced outputs</h3>" + _table(header, rows) if rows else ""
+
+
+def _failure_html(result: Result) -> str:
+    failure = result.get("failure")
+    if not isinstance(failure, Mapping):
+        return ""
+    count = failure.get("execution_count")
+    where = f"cell {failure.get('cell', '?')}" + (f" (In [{count}])" if count is not None else "")
+    return (
+        f'<h3>Failure</h3><div class="failure"><p><b>{_esc(where)}</b> raised '
+        f"<code>{_esc(failure.get('ename') or 'an error')}</code>: {_esc(failure.get('evalue') or '')}</p>"
+        f"<pre>{_esc(failure.get('source_head') or '')}</pre></div>"
+    )
+
+
+def _environment_html(result: Result) -> str:
+    env = result.get("environment")
+    env = env if isinstance(env, Mapping) else None
+    summary = _esc(_env_summary(env))
+    if env is None or env.get("available") is False or not (env.get("python") or _env_rows(env)):
+        return f"<h3>Environment</h3><p>{summary}</p>"
+    rows = [("", [f"<code>{_esc(n)}</code>", _esc(a), _esc(b), _esc(c)]) for n, a, b, c in _env_rows(env)]
+    if env.get("python"):
+        py = env["python"]
+        rows.insert(0, ("over", ["<b>python</b>", _esc(py.get("a")), _esc(py.get("b")), "changed"]))
+    opened = " open" if len(rows) <= _LONG else ""
+    table = _table(("package", "recorded", "replay", ""), rows)
+    return f"<h3>Environment</h3><details{opened}><summary>{summary}</summary>{table}</details>"
+
+
+def _data_html(result: Result) -> str:
+    rows = []
+    for d in _rows(result, "data"):
+        status = str(d.get("status_at_record") or "-")
+        status_html = _esc(status) if status == "clean" else f'<span class="warn">{_esc(status)}</span>'
+        fetched = "fetched from the remote" if d.get("fetched") else "from the cache"
+        digest = f"<code>{_esc(d.get('hash_name'))}:{_esc(d.get('hash'))}</code>"
+        rows.append(
+            ("", [f"<code>{_esc(d.get('path'))}</code>", digest, status_html, _esc(d.get("link")), fetched])
+        )
+    header = ("path", "version", "status when recorded", "link", "")
+    return "<h3>Data versions</h3>" + _table(header, rows) if rows else ""
+
+
+def _diff_lines_html(lines: Sequence[str]) -> str:
+    def cls(line: str) -> str:
+        return "hunk" if line.startswith("@@") else {"+": "add", "-": "del"}.get(line[:1], "")
+
+    return '<div class="diff">' + "".join(f'<div class="{cls(x)}">{_esc(x)}</div>' for x in lines) + "</div>"
+
+
+def _code_html(result: Result) -> str:
+    parts = []
+    for row in _rows(result, "code_diff"):
+        op = row.get("op")
+        if op == "changed":
+            title = f"cell {row.get('a_cell')} changed"
+            if row.get("b_cell") != row.get("a_cell"):
+                title += f" (cell {row.get('b_cell')} of the replayed notebook)"
+            lines = str(row.get("diff") or "").splitlines()
+            if len(lines) >= 2 and lines[0].startswith("---") and lines[1].startswith("+++"):
+                lines = lines[2:]
+        elif op == "added":
+            title = f"cell {row.get('b_cell')} only in the replayed notebook"
+            lines = ["+" + line for line in str(row.get("source") or "").splitlines()]
+        else:
+            title = f"cell {row.get('a_cell')} only in the recorded notebook"
+            lines = ["-" + line for line in str(row.get("source") or "").splitlines()]
+        parts.append(f"<p><b>{_esc(title)}</b></p>{_diff_lines_html(lines)}")
+    if parts:
+        return "<h3>Code: recorded → replayed notebook</h3>" + "".join(parts)
+    if result.get("verdict") == "CANNOT_REPLAY":
+        return ""
+    return "<h3>Code</h3><p>the replayed code cells are the recorded ones</p>"
+
+
+def _anchor(index: int, result: Result) -> str:
+    return f"run-{index + 1}-" + re.sub(r"[^A-Za-z0-9_-]", "", str(result.get("run_id")))[:12]
+
+
+def _result_html(result: Result, anchor: str) -> str:
+    verdict = str(result.get("verdict") or "UNKNOWN")
+    risks = result.get("risks") or []
+    parts = [
+        f'<section class="result" id="{anchor}">',
+        f'<div class="banner {_verdict_class(verdict)}"><b>{_esc(verdict)}</b>',
+        f"{_esc(_reason(result))}</div>",
+        _meta_html(result),
+    ]
+    if risks:
+        items = "".join(f"<li>{_esc(r)}</li>" for r in risks)
+        parts.append(f'<div class="risks"><h3>⚠ Risks to this verdict</h3><ul>{items}</ul></div>')
+    parts.append(_failure_html(result))
+    if verdict != "CANNOT_REPLAY" or _rows(result, "metrics"):
+        parts.append(_metrics_html(result))
+    parts += [_params_html(result), _outputs_html(result)]
+    if verdict != "CANNOT_REPLAY" or _env_compared(result):
+        parts.append(_environment_html(result))
+    parts += [_data_html(result), _code_html(result), "</section>"]
+    return "".join(parts)
+
+
+def _summary_html(results: Sequence[Result], anchors: Sequence[str]) -> str:
+    verdicts = [str(r.get("verdict") or "UNKNOWN") for r in results]
+    chips = " ".join(
+        f'<span class="badge {_verdict_class(v)}">{_esc(v)} {verdicts.count(v)}</span>' for v in VERDICTS
+    )
+    rows = [
+        (
+            "",
+            [
+                f'<span class="badge {_verdict_class(v)}">{_esc(v)}</span>',
+                f'<a href="#{anchor}">{_esc(_run_label(r))}</a>',
+                _esc(r.get("experiment") or ""),
+                _esc(r.get("notebook") or "-"),
+                _esc(_reason(r)),
+            ],
+        )
+        for r, v, anchor in zip(results, verdicts, anchors, strict=True)
+    ]
+    table = _table(("verdict", "run", "experiment", "notebook", "message"), rows)
+    return f"<h2>Summary</h2><p>{chips}</p>{table}"
+
+
+def html_report(results: Sequence[Result]) -> str:
+    """One self-contained HTML page for people deciding whether to trust a replay.
+
+    Each run gets its verdict as a coloured banner, then its risks, metric / param / output tables,
+    failure, environment drift, data versions and the cell-level code diff; a batch opens with a
+    summary table linking to each run's section. Nothing is loaded from anywhere.
+
+    Example:
+        >>> Path("replay.html").write_text(html_report(results), encoding="utf-8")  # doctest: +SKIP
+    """
+    anchors = [_anchor(i, r) for i, r in enumerate(results)]
+    if len(results) == 1:
+        title = f"nbtrack replay: {results[0].get('verdict')} {_run_label(results[0])}"
+    else:
+        title = f"nbtrack replay: {len(results)} runs"
+    parts = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>",
+        "<h1>nbtrack replay</h1>",
+        f'<p class="muted">{len(results)} run(s) replayed; report by nbtrack {_esc(__version__)}</p>',
+    ]
+    if not results:
+        parts.append("<p>no runs were replayed: no tracked run matched the selection</p>")
+    if len(results) > 1:
+        parts.append(_summary_html(results, anchors))
+    parts += [_result_html(r, a) for r, a in zip(results, anchors, strict=True)]
+    parts.append("</body></html>\n")
+    return "".join(parts)

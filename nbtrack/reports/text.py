@@ -1,0 +1,73 @@
+"""The terminal rendering of a replay result (what ``nbtrack replay`` prints)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from nbtrack.reports.common import (
+    Result,
+    _columns,
+    _diff_table,
+    _env_compared,
+    _env_summary,
+    _failure_lines,
+    _mode_line,
+    _overrides,
+    _reason,
+    _rows,
+    _short,
+)
+
+# --- terminal ------------------------------------------------------------------------------------
+
+
+def format_result(result: Result) -> str:
+    """The plain-text report the CLI prints after a replay.
+
+    Example:
+        >>> print(format_result(result))  # doctest: +SKIP
+        DIVERGED  run 3f2a1b2c… (random-forest) of notebooks/train.ipynb
+          accuracy 0.81 -> 0.79
+                  name      original  replayed  difference
+          metric  accuracy  0.81      0.79      -0.02 (relative tolerance 1e-09)
+          environment: python 3.11.2 -> 3.12.1, 3 changed, 1 added, 0 removed
+          mode notebook (the run was executed top to bottom); env current; kernel python3
+          see the replay run: http://mlflow.example.com/#/experiments/1/runs/9c41…
+    """
+    verdict = str(result.get("verdict") or "UNKNOWN")
+    head = f"{verdict}  run {_short(result.get('run_id'))}"
+    if result.get("run_name"):
+        head += f" ({result['run_name']})"
+    if result.get("notebook"):
+        head += f" of {result['notebook']}"
+    elif result.get("mode") == "history":
+        head += " of its recorded cell history"
+    lines = [head]
+    if _reason(result):
+        lines.append(f"  {_reason(result)}")
+    lines += [f"  risk: {risk}" for risk in result.get("risks") or []]
+    table = _diff_table(result)
+    if table:
+        lines += _columns([("", "name", "original", "replayed", "difference"), *table])
+    elif verdict in ("REPRODUCED", "DIVERGED"):
+        n_metrics, n_outputs = len(_rows(result, "metrics")), len(_rows(result, "outputs"))
+        if n_metrics or n_outputs:
+            lines.append(f"  {n_metrics} metric(s) within tolerance, {n_outputs} DVC output(s) identical")
+        else:
+            lines.append("  no metrics or DVC outputs to compare: only the execution was checked")
+    if isinstance(result.get("failure"), Mapping):
+        failure = _failure_lines(result["failure"])
+        lines += [f"  failure: {failure[0]}", *(f"  {line}" for line in failure[1:])]
+    if verdict != "CANNOT_REPLAY" or _env_compared(result):
+        lines.append(f"  environment: {_env_summary(result.get('environment'))}")
+    if result.get("mode") or verdict != "CANNOT_REPLAY":
+        lines.append(f"  {_mode_line(result)}")
+    if _overrides(result):
+        lines.append(f"  parameters overridden: {_overrides(result)}")
+    if result.get("view"):
+        lines.append(f"  see the replay run: {result['view']}")
+    elif result.get("replay_run_id"):
+        lines.append(f"  replay run: {result['replay_run_id']}")
+    if result.get("workspace"):
+        lines.append(f"  replay workspace kept at {result['workspace']}")
+    return "\n".join(lines)
