@@ -1,6 +1,7 @@
 """nbtrack: experiment tracking that lives inside Jupyter.
 
-Public surface: :func:`load_ipython_extension` (``%load_ext nbtrack``) and ``__version__``.
+Public surface: :func:`load_ipython_extension` (``%load_ext nbtrack``), :func:`replay` and
+``__version__``.
 Everything heavy (mlflow, dvc, papermill, nbformat) is imported only where it is used.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "load_ipython_extension", "replay", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -25,3 +26,16 @@ def unload_ipython_extension(ipython: Any) -> None:
     from nbtrack.magics import unload
 
     unload(ipython)
+
+
+def replay(run_id: str, **options: Any) -> Any:
+    """Re-execute a tracked run and say whether it reproduced; see :func:`nbtrack.replayer.replay`.
+
+    Example:
+        >>> import nbtrack
+        >>> nbtrack.replay("3f2a9c41e0b84d0f", parameters={"seed": 1}).verdict  # doctest: +SKIP
+        'REPRODUCED'
+    """
+    from nbtrack.replayer import replay as _replay
+
+    return _replay(run_id, **options)

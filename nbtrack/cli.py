@@ -50,7 +50,72 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("run_b")
     diff.add_argument("--json", action="store_true", help="the structured diff as JSON")
 
-    demo = sub.add_parser("demo", help="create a demo project, execute its notebook, and show the run")
+    rp = sub.add_parser(
+        "replay",
+        help="re-execute a run on its recorded code, parameters and data; say whether it reproduced",
+        description=(
+            "Re-execute a tracked run in an isolated workspace (recorded commit + diff, DVC data at the "
+            "recorded version) through papermill, and compare the results. Exit codes: 0 reproduced, "
+            "1 diverged, 2 failed to execute, 3 cannot replay, 64 usage error."
+        ),
+    )
+    rp.add_argument("run_id", nargs="?", help="the run to replay (or use --experiment for a batch)")
+    rp.add_argument(
+        "-p",
+        "--parameters",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a recorded parameter, as papermill's -p",
+    )
+    rp.add_argument(
+        "--mode",
+        choices=("auto", "notebook", "history"),
+        default="auto",
+        help="auto: the saved notebook if it ran top to bottom, else the execution history",
+    )
+    rp.add_argument(
+        "--env",
+        choices=("current", "recreate"),
+        default="current",
+        help="recreate: a fresh virtual environment with the recorded pins",
+    )
+    rp.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="REL",
+        help="relative tolerance for every metric (default: exact for integers, 1e-9 for floats)",
+    )
+    rp.add_argument(
+        "--metric-tolerance",
+        action="append",
+        default=[],
+        metavar="NAME=REL",
+        help="relative tolerance for one metric (repeatable)",
+    )
+    rp.add_argument("--kernel", help="kernel to execute with (default: the notebook's, else python3)")
+    rp.add_argument(
+        "--keep-workspace", action="store_true", help="keep the temporary workspace and say where"
+    )
+    rp.add_argument("--workspace-dir", type=Path, help="make the temporary workspace in this folder")
+    rp.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    rp.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")
+    rp.add_argument("--json", action="store_true", help="print the result(s) as JSON")
+    rp.add_argument("--experiment", help="replay every nbtrack run of this experiment (a batch)")
+    rp.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --experiment: only runs with this tag (repeatable)",
+    )
+    rp.add_argument("--max", type=int, default=100, help="with --experiment: at most this many runs")
+    rp.add_argument("--jobs", type=int, default=1, help="with --experiment: replays at once")
+
+    demo = sub.add_parser(
+        "demo", help="create a demo project, execute its tracked notebook, replay the run, show the verdict"
+    )
     demo.add_argument("dir", nargs="?", default="nbtrack-demo", type=Path, help="a new folder")
     return parser
 
@@ -101,6 +166,8 @@ def _run_row(run: Any) -> dict[str, Any]:
         "git_dirty": tags.get("nbtrack.git.dirty") == "true",
         "data_status": tags.get("nbtrack.data.status"),
         "out_of_order": tags.get("nbtrack.out_of_order") == "true",
+        "replay_of": tags.get("nbtrack.replay_of"),
+        "replay_verdict": tags.get("nbtrack.replay.verdict"),
         "metrics": dict(run.data.metrics),
         "params": dict(run.data.params),
     }
@@ -116,6 +183,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 ("dirty-code", r["git_dirty"]),
                 (f"data-{r['data_status']}", r["data_status"] in ("modified", "missing")),
                 ("out-of-order", r["out_of_order"]),
+                (f"replay-of:{(r['replay_of'] or '')[:8]}:{r['replay_verdict'] or '?'}", r["replay_of"]),
             )
             if on
         ]
@@ -229,6 +297,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nbtrack.demo import run_demo
+    from nbtrack.replayer import replay
+    from nbtrack.reports import format_result
 
     info = run_demo(args.dir)
     args.project = Path(info["project"])
@@ -236,14 +306,147 @@ def cmd_demo(args: argparse.Namespace) -> int:
     runs, _ = store.search_runs(notebook=info["notebook"], max_results=1)
     if not runs:
         raise NbtrackError(f"the demo notebook ran but logged no run in {store.display_uri}")
+    run_id = runs[0].info.run_id
     print()
-    print(_show_text(_run_row(runs[0]), store.load_snapshot(runs[0].info.run_id), store.run_url(runs[0])))
+    print(_show_text(_run_row(runs[0]), store.load_snapshot(run_id), store.run_url(runs[0])))
+    print()
+    print(f"nbtrack demo: replaying run {run_id} in an isolated workspace (nbtrack replay {run_id})")
+    result = replay(run_id, tracking_uri=store.uri, project=root, progress_bar=True)
+    print()
+    print(format_result(result.to_dict()))
     print()
     print(f"list the project's runs:  cd {root} && nbtrack runs")
-    return 0
+    return result.exit_code
 
 
-COMMANDS = {"runs": cmd_runs, "show": cmd_show, "diff": cmd_diff, "demo": cmd_demo}
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} {item!r}: write it as NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def _replay_options(args: argparse.Namespace) -> dict[str, Any]:
+    from nbtrack.replayer import parse_value
+
+    tolerances = {}
+    for name, value in _pairs(args.metric_tolerance, "--metric-tolerance").items():
+        try:
+            tolerances[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--metric-tolerance {name}={value}: the tolerance must be a number") from None
+    return {
+        "parameters": {name: parse_value(value) for name, value in args.parameters},
+        "mode": args.mode,
+        "env": args.env,
+        "tolerance": args.tolerance,
+        "metric_tolerances": tolerances,
+        "keep_workspace": args.keep_workspace,
+        "kernel_name": args.kernel,
+        "workspace_dir": args.workspace_dir,
+    }
+
+
+def _batch_argv(args: argparse.Namespace, store: Any, root: Path, run_id: str) -> list[str]:
+    """The command line replaying one run of a batch in its own process."""
+    argv = [sys.executable, "-m", "nbtrack.cli", "--tracking-uri", store.uri, "--project", str(root)]
+    argv += ["replay", run_id, "--json", "--mode", args.mode, "--env", args.env]
+    for name, value in args.parameters:
+        argv += ["-p", name, value]
+    if args.tolerance is not None:
+        argv += ["--tolerance", str(args.tolerance)]
+    for item in args.metric_tolerance:
+        argv += ["--metric-tolerance", item]
+    if args.kernel:
+        argv += ["--kernel", args.kernel]
+    if args.keep_workspace:
+        argv.append("--keep-workspace")
+    if args.workspace_dir:
+        argv += ["--workspace-dir", str(args.workspace_dir)]
+    return argv
+
+
+def _replay_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every matching run, each replayed in its own process (``--jobs`` at once)."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nbtrack.errors import CannotReplay
+
+    store, root, _ = _context(args)
+    runs, _ = store.search_runs(
+        experiment=args.experiment, tags=_pairs(args.tag, "--tag"), max_results=args.max
+    )
+    runs = [r for r in runs if "nbtrack.replay_of" not in r.data.tags]  # replays are not replayed again
+    if not runs:
+        tags = f" tagged {', '.join(args.tag)}" if args.tag else ""
+        raise CannotReplay(
+            f"no runs of experiment {args.experiment!r}{tags} to replay in {store.display_uri}"
+        )
+    print(f"nbtrack replay: {len(runs)} run(s) of {args.experiment}, {args.jobs} at once", file=sys.stderr)
+
+    def one(run: Any) -> dict[str, Any]:
+        run_id = run.info.run_id
+        proc = subprocess.run(
+            _batch_argv(args, store, root, run_id), capture_output=True, text=True, check=False
+        )
+        try:
+            result: dict[str, Any] = json.loads(proc.stdout)
+        except ValueError:
+            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            result = {
+                "run_id": run_id,
+                "run_name": run.info.run_name,
+                "verdict": "CANNOT_REPLAY",
+                "exit_code": 3,
+                "message": f"the replay process failed: {last}",
+            }
+        print(
+            f"  {result['verdict']:<13} {run_id} ({run.info.run_name}): {result.get('message', '')}",
+            file=sys.stderr,
+        )
+        return result
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        return list(pool.map(one, runs))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from nbtrack.reports import format_result, write_reports
+
+    if bool(args.run_id) == bool(args.experiment):
+        raise UsageError("give a RUN_ID, or --experiment NAME to replay a batch (not both)")
+    if args.tag and not args.experiment:
+        raise UsageError("--tag selects runs of a batch; use it with --experiment")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1")
+    options = _replay_options(args)
+    if args.experiment:
+        results = _replay_batch(args)
+    else:
+        from nbtrack.replayer import replay
+
+        store, root, _ = _context(args)
+        result = replay(
+            args.run_id,
+            tracking_uri=store.uri,
+            project=root,
+            progress_bar=not args.json,
+            **options,
+        )
+        results = [result.to_dict()]
+    write_reports(results, junit=args.junit, html=args.html)
+    if args.json:
+        print(json.dumps(results if args.experiment else results[0], indent=1, default=str))
+    else:
+        print("\n\n".join(format_result(r) for r in results))
+    return max(int(r["exit_code"]) for r in results)
+
+
+COMMANDS = {"runs": cmd_runs, "show": cmd_show, "diff": cmd_diff, "replay": cmd_replay, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

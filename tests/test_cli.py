@@ -35,26 +35,32 @@ def test_demo_tracks_the_quickstart_notebook(demo: tuple[Path, subprocess.Comple
     assert "accuracy=" in proc.stdout
     assert f"sqlite:///{project}/.nbtrack/mlflow.db" in proc.stdout
     assert (project / ".git").is_dir() and (project / "data" / "churn.csv.dvc").is_file()
+    # then it replays the run in an isolated workspace and shows the verdict
+    assert "REPRODUCED" in proc.stdout
+    assert "accuracy" in proc.stdout.split("REPRODUCED", 1)[1]
 
 
 def test_runs_lists_the_run(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     project, _ = demo
     table = nbtrack("runs", cwd=project)
     assert table.returncode == 0, table.stderr
-    header, row = table.stdout.splitlines()
+    header, replayed, original = table.stdout.splitlines()
     assert header.split()[:3] == ["RUN", "ID", "NAME"]
-    assert "random-forest" in row and "FINISHED" in row and "quickstart.ipynb" in row
+    assert "random-forest" in original and "FINISHED" in original and "quickstart.ipynb" in original
+    original_id = original.split()[0]
+    assert f"replay-of:{original_id[:8]}:REPRODUCED" in replayed
     rows = json.loads(nbtrack("runs", "--json", "--notebook", "quickstart.ipynb", cwd=project).stdout)
-    assert [r["name"] for r in rows] == ["random-forest"]
-    assert rows[0]["params"]["n_estimators"] == "50"
-    assert rows[0]["data_status"] == "clean"
+    assert [r["name"] for r in rows] == ["random-forest", "random-forest"]
+    assert [r["replay_of"] for r in rows] == [original_id, None]
+    assert rows[1]["params"]["n_estimators"] == "50"
+    assert rows[1]["data_status"] == "clean"
     other = nbtrack("runs", "--notebook", "other.ipynb", cwd=project)
     assert other.returncode == 0 and "no tracked runs for other.ipynb" in other.stdout
 
 
 def test_show_prints_the_snapshot(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     project, _ = demo
-    (row,) = json.loads(nbtrack("runs", "--json", cwd=project).stdout)
+    _replay, row = json.loads(nbtrack("runs", "--json", cwd=project).stdout)
     shown = json.loads(nbtrack("show", row["run_id"], "--json", cwd=project).stdout)
     sections = shown["snapshot"]["sections"]
     assert sections["parameters"]["data"]["values"]["max_depth"] == 4
