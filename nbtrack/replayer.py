@@ -378,6 +378,7 @@ def _replay(result: ReplayResult, o: _Options) -> None:
                 f"run {run_id} has no nbtrack/notebook.ipynb artifact; replay with --mode history"
             )
         notebook = json.loads(text)
+        as_recorded: str | None = text  # written back byte for byte: git sees the committed file
     else:
         text = store.read_artifact(run_id, "history.ipynb")
         if text is None:
@@ -390,8 +391,10 @@ def _replay(result: ReplayResult, o: _Options) -> None:
             if 0 <= param_cell < len(cells):
                 param_source = cell_source(cells[param_cell])
         notebook, injected = history_to_notebook(json.loads(text), param_source)
+        as_recorded = None
     recorded_cells = [cell_source(c) for c in code_cells(notebook)]
     if ensure_tracked(notebook):
+        as_recorded = None
         result.risks.append(
             "the recorded code never starts a tracked run; the replay wraps it in %track start/stop"
         )
@@ -429,7 +432,7 @@ def _replay(result: ReplayResult, o: _Options) -> None:
         name = Path(relpath).name if relpath else "notebook.ipynb"
         target = workspace.project / (relpath or name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(notebook, indent=1))
+        target.write_text(as_recorded if as_recorded is not None else json.dumps(notebook, indent=1))
         cwd = target.parent
         recorded_cwd, recorded_root = snap.run.get("cwd"), snap.run.get("project_root")
         if recorded_cwd and recorded_root:

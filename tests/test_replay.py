@@ -86,6 +86,10 @@ def test_replay_reproduces_and_is_tracked(tmp_path: Path, capsys: pytest.Capture
     assert replay_run.data.tags["nbtrack.replay.verdict"] == "REPRODUCED"
     assert replay_run.data.tags["mlflow.source.name"] == "rows.ipynb"
     assert replay_run.data.metrics["rows"] == 300
+    # it ran on the recorded commit, and the workspace matched it exactly (not dirty)
+    original = client.get_run(run_id)
+    assert replay_run.data.tags["mlflow.source.git.commit"] == original.data.tags["mlflow.source.git.commit"]
+    assert replay_run.data.tags["nbtrack.git.dirty"] == "false"
     # the data came from the DVC cache as a link, not a copy
     [data] = result["data"]
     assert data["path"] == "data/churn.csv" and data["link"] in ("hardlink", "symlink", "reflink")
