@@ -237,9 +237,9 @@ def _environment_now(kernel_python: Path | None) -> Snapshot:
 
         data = interpreter_environment(kernel_python)
     else:
-        from nbtrack.capture.environment import _python_info, scan_distributions
+        from nbtrack.capture.environment import interpreter_facts
 
-        data = {"python": _python_info(), "packages": scan_distributions()}
+        data = interpreter_facts()
     return Snapshot(sections={"environment": Section("environment", "ok", None, data)})
 
 

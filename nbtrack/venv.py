@@ -419,10 +419,10 @@ def _build(
 _SCAN = """\
 import json, sys
 sys.path.append({root!r})
-from nbtrack.capture.environment import _python_info, scan_distributions
+from nbtrack.capture.environment import interpreter_facts
 if sys.path[-1] == {root!r}:
     sys.path.pop()
-print(json.dumps({{"python": _python_info(), "packages": scan_distributions()}}))
+print(json.dumps(interpreter_facts()))
 """
 
 

@@ -362,6 +362,16 @@ def _hardware_info() -> dict[str, Any]:
     return info
 
 
+def interpreter_facts() -> dict[str, Any]:
+    """The section's ``python`` and ``packages`` for this interpreter (what replay compares).
+
+    Example:
+        >>> sorted(interpreter_facts())
+        ['packages', 'python']
+    """
+    return {"python": _python_info(), "packages": scan_distributions()}
+
+
 class EnvironmentProvider:
     """Captures the ``environment`` section and ``requirements.txt``.
 
@@ -375,9 +385,10 @@ class EnvironmentProvider:
 
     def capture(self, ctx: CaptureContext) -> CaptureResult:
         """Take the section; never stores an environment variable the redaction policy flags."""
-        packages = scan_distributions()
+        facts = interpreter_facts()
+        packages = facts["packages"]
         data = {
-            "python": _python_info(),
+            "python": facts["python"],
             "platform": _platform_info(),
             "hardware": _hardware_info(),
             "packages": packages,
