@@ -95,6 +95,7 @@ def main() -> int:
             root,
         )
 
+        home = os.getcwd()
         os.chdir(root)
         import mlflow
         from IPython.core.interactiveshell import InteractiveShell
@@ -128,6 +129,7 @@ def main() -> int:
             hist.pre_run_cell(info)
             hist.post_run_cell(res)
         results["hook_per_cell_us"] = (time.perf_counter() - t) / n * 1e6
+        os.chdir(home)  # the repository is deleted next; IPython's exit handler reads the cwd
 
     bare_s, tracked_s = results["bare_mlflow_pair_s"], results["tracked_pair_s"]
     ratios = {
