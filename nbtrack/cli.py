@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from nbtrack import __version__
 from nbtrack.errors import NbtrackError, UsageError
+from nbtrack.listing import run_row
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,37 +142,6 @@ def _context(args: argparse.Namespace, notebook: str | None = None) -> tuple[Any
     return MlflowStore.for_project(root, config), root, rel
 
 
-def _time(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
-
-
-def _duration(run: Any) -> str:
-    if not run.info.end_time:
-        return "-"
-    return f"{(run.info.end_time - run.info.start_time) / 1000:.1f}s"
-
-
-def _run_row(run: Any) -> dict[str, Any]:
-    tags = run.data.tags
-    return {
-        "run_id": run.info.run_id,
-        "name": run.info.run_name,
-        "status": run.info.status,
-        "start": _time(run.info.start_time),
-        "duration": _duration(run),
-        "experiment_id": run.info.experiment_id,
-        "notebook": tags.get("mlflow.source.name"),
-        "commit": (tags.get("mlflow.source.git.commit") or "")[:7] or None,
-        "git_dirty": tags.get("nbtrack.git.dirty") == "true",
-        "data_status": tags.get("nbtrack.data.status"),
-        "out_of_order": tags.get("nbtrack.out_of_order") == "true",
-        "replay_of": tags.get("nbtrack.replay_of"),
-        "replay_verdict": tags.get("nbtrack.replay.verdict"),
-        "metrics": dict(run.data.metrics),
-        "params": dict(run.data.params),
-    }
-
-
 def _table(rows: list[dict[str, Any]]) -> str:
     headers = ["RUN ID", "NAME", "STATUS", "START", "DURATION", "NOTEBOOK", "COMMIT", "FLAGS", "METRICS"]
     lines = []
@@ -211,7 +180,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def cmd_runs(args: argparse.Namespace) -> int:
     store, _, rel = _context(args, args.notebook)
     runs, _token = store.search_runs(notebook=rel, experiment=args.experiment, max_results=args.max)
-    rows = [_run_row(r) for r in runs]
+    rows = [run_row(r) for r in runs]
     if args.json:
         print(json.dumps(rows, indent=1))
     elif not rows:
@@ -278,7 +247,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     store, _, _ = _context(args)
     run = store.get_run(args.run_id)
     snap = store.load_snapshot(args.run_id)
-    row = _run_row(run)
+    row = run_row(run)
     if args.json:
         print(json.dumps({"run": {**row, "tags": dict(run.data.tags)}, "snapshot": snap.to_dict()}, indent=1))
     else:
@@ -308,7 +277,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise NbtrackError(f"the demo notebook ran but logged no run in {store.display_uri}")
     run_id = runs[0].info.run_id
     print()
-    print(_show_text(_run_row(runs[0]), store.load_snapshot(run_id), store.run_url(runs[0])))
+    print(_show_text(run_row(runs[0]), store.load_snapshot(run_id), store.run_url(runs[0])))
     print()
     print(f"nbtrack demo: replaying run {run_id} in an isolated workspace (nbtrack replay {run_id})")
     result = replay(run_id, tracking_uri=store.uri, project=root, progress_bar=True)

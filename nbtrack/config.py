@@ -76,9 +76,30 @@ class NbtrackConfig(Configurable):  # type: ignore[misc]
         1.0, help="Seconds to wait for a Jupyter server when asking it for the notebook's path."
     ).tag(config=True)
 
+    mlflow_ui_url = Unicode(
+        help=(
+            "URL of an MLflow UI showing the tracking store (e.g. http://localhost:5000), for the panel's "
+            "links to runs. Empty: the tracking server itself when the store is an HTTP server, else no "
+            "link. Env: NBTRACK_MLFLOW_UI_URL."
+        )
+    ).tag(config=True)
+
+    max_replays = Int(
+        2, help="Replays the server extension runs at once; further replay requests wait in a queue."
+    ).tag(config=True)
+
+    replay_timeout = Float(
+        1800.0,
+        help="Seconds a replay started from the panel may run before the server extension stops it.",
+    ).tag(config=True)
+
     @default("tracking_uri")
     def _default_tracking_uri(self) -> str:
         return _env("NBTRACK_TRACKING_URI", "MLFLOW_TRACKING_URI") or ""
+
+    @default("mlflow_ui_url")
+    def _default_mlflow_ui_url(self) -> str:
+        return _env("NBTRACK_MLFLOW_UI_URL") or ""
 
     @default("store_dir")
     def _default_store_dir(self) -> str:

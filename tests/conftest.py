@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 from dvc_helpers import dvc, git
 
+# jp_fetch / jp_serverapp for the server extension's tests (tests/test_server.py)
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 __all__ = ["dvc", "git"]
 
 

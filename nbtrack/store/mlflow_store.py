@@ -25,12 +25,15 @@ ARTIFACT_DIR = "nbtrack"
 _KNOWN_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks"}
 
 
-def embedded_uri(project_root: Path, store_dir: str = ".nbtrack") -> tuple[str, Path]:
+def embedded_uri(project_root: Path, store_dir: str = ".nbtrack", *, create: bool = True) -> tuple[str, Path]:
     """The embedded store's tracking URI and folder for a project; creates the folder.
 
     The folder gets a ``.gitignore`` of ``*`` so the store never shows up as untracked code.
+    ``create=False`` only names them (readers that must not create a store by looking).
     """
     folder = (project_root / store_dir).resolve()
+    if not create:
+        return f"sqlite:///{folder / 'mlflow.db'}", folder
     folder.mkdir(parents=True, exist_ok=True)
     ignore = folder / ".gitignore"
     if not ignore.exists():
@@ -223,6 +226,19 @@ class MlflowStore:
             except Exception:  # noqa: BLE001 - missing artifact: caller decides
                 return None
             return Path(path).read_bytes()
+
+    def list_artifacts(self, run_id: str, limit: int = 500) -> list[str]:
+        """Paths of a run's artifact files (walked breadth-first, at most ``limit``)."""
+        with translate_errors(f"listing artifacts of run {run_id}"):
+            found: list[str] = []
+            folders: list[str | None] = [None]
+            while folders and len(found) < limit:
+                for info in self.client.list_artifacts(run_id, folders.pop(0)):
+                    if info.is_dir:
+                        folders.append(info.path)
+                    else:
+                        found.append(info.path)
+            return sorted(found[:limit])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

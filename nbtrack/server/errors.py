@@ -1,0 +1,91 @@
+"""The one place where the server extension turns an exception into an HTTP status and a JSON body.
+
+::
+
+    OutsideRootError (UsageError)     403  a path, or a run's recorded notebook, outside the server root
+    UsageError, ConfigError           400  a parameter or the body is missing or malformed
+    RunNotFoundError                  404  no such run in the store the request resolves to
+    NotFoundError                     404  no such job, or the run lacks the artifact asked for
+    StoreError                        502  the MLflow store failed or cannot be reached
+    SnapshotError, CannotReplay       409  the run exists but has no usable snapshot / cannot be replayed
+    TooManyJobsError                  429  too many replays queued, or the server is stopping
+    any other NbtrackError            500  its one-line message
+    anything else                     500  a fixed one-line message; the traceback goes to the server log
+    tornado HTTPError (403 auth, ...) its own status, ``error: "HTTPError"``
+
+The body is ``{"error": <family>, "message": <one line>, "exit_code": <the CLI's code>}``
+(``exit_code`` only for nbtrack's own errors). A traceback is never sent.
+"""
+
+from __future__ import annotations
+
+from http.client import responses
+from typing import Any
+
+from tornado.web import HTTPError
+
+from nbtrack.errors import (
+    CannotReplay,
+    ConfigError,
+    NbtrackError,
+    RunNotFoundError,
+    SnapshotError,
+    StoreError,
+    UsageError,
+)
+
+
+class OutsideRootError(UsageError):
+    """A path the request names, or a run's recorded notebook, lies outside the server's root."""
+
+
+class NotFoundError(NbtrackError):
+    """A job, or the artifact of a run the request asks for, does not exist."""
+
+
+class TooManyJobsError(NbtrackError):
+    """More replay jobs are queued or running than the server keeps, or the server is stopping."""
+
+
+#: First match wins: subclasses come before their families.
+STATUS: tuple[tuple[type[NbtrackError], int], ...] = (
+    (OutsideRootError, 403),
+    (RunNotFoundError, 404),
+    (NotFoundError, 404),
+    (TooManyJobsError, 429),
+    (StoreError, 502),
+    (UsageError, 400),
+    (ConfigError, 400),
+    (SnapshotError, 409),
+    (CannotReplay, 409),
+    (NbtrackError, 500),
+)
+
+
+def _one_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:1000]
+
+
+def error_reply(exc: BaseException | None, status: int) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body for ``exc`` (``status`` is tornado's, used for its own HTTP errors).
+
+    Example:
+        >>> error_reply(RunNotFoundError("run 3f2a not found"), 500)
+        (404, {'error': 'RunNotFoundError', 'message': 'run 3f2a not found', 'exit_code': 15})
+    """
+    if isinstance(exc, NbtrackError):
+        code = next(code for family, code in STATUS if isinstance(exc, family))
+        message = _one_line(str(exc)) or type(exc).__name__
+        return code, {"error": type(exc).__name__, "message": message, "exit_code": exc.exit_code}
+    if isinstance(exc, HTTPError):
+        reason = exc.reason or responses.get(exc.status_code, "HTTP error")
+        message = _one_line(
+            exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message or ""
+        )
+        return exc.status_code, {"error": "HTTPError", "message": message or reason}
+    if exc is None:
+        return status, {"error": "HTTPError", "message": responses.get(status, "HTTP error")}
+    return 500, {
+        "error": "InternalError",
+        "message": f"unexpected {type(exc).__name__} in nbtrack's server extension; see the server log",
+    }

@@ -1,0 +1,188 @@
+"""The REST handlers behind the JupyterLab panel (the contract: ``openapi.yaml`` beside this file).
+
+Thin: each verb reads its parameters, calls the :class:`~nbtrack.server.service.NbtrackService` kept
+in the server settings (blocking work in its thread pool) and writes JSON. Every verb requires the
+server's authentication (``@tornado.web.authenticated``: no or a wrong token is a 403) and passes
+jupyter_server's authorizer (resource ``nbtrack``; a replay runs code, so it needs ``execute`` on
+``kernels``). Errors of every kind become JSON in :meth:`NbtrackHandler.write_error`, through the
+one table in :mod:`nbtrack.server.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from types import TracebackType
+from typing import Any
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from nbtrack.errors import NbtrackError, UsageError
+from nbtrack.server.errors import error_reply
+from nbtrack.server.service import NbtrackService
+
+AUTH_RESOURCE = "nbtrack"
+DEFAULT_MAX_RESULTS = 50
+MAX_RESULTS = 1000
+
+
+def max_results(raw: str | None) -> int:
+    """The ``max_results`` query parameter: an integer from 1 to 1000 (default 50)."""
+    if raw is None or raw == "":
+        return DEFAULT_MAX_RESULTS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"max_results={raw[:40]!r}: give an integer from 1 to {MAX_RESULTS}") from None
+    if not 1 <= value <= MAX_RESULTS:
+        raise UsageError(f"max_results={value}: give an integer from 1 to {MAX_RESULTS}")
+    return value
+
+
+class NbtrackHandler(APIHandler):  # type: ignore[misc]
+    """Base of the nbtrack handlers: the service, JSON replies, and the one error mapping."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self) -> NbtrackService:
+        service: NbtrackService = self.settings["nbtrack"]
+        return service
+
+    def arg(self, name: str) -> str | None:
+        value: str | None = self.get_query_argument(name, None)
+        return value
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error as ``{"error", "message", "exit_code"}`` with the status of its family."""
+        exc_info = kwargs.get("exc_info") or (None, None, None)
+        status, body = error_reply(exc_info[1], status_code)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """nbtrack's own errors as one log line (4xx: a warning); anything else with its traceback."""
+        if not isinstance(value, NbtrackError):
+            super().log_exception(typ, value, tb)
+            return
+        status, body = error_reply(value, 500)
+        summary = self._request_summary()
+        if status >= 500:
+            self.log.error("nbtrack: %d %s: %s", status, summary, body["message"], exc_info=value)
+        else:
+            self.log.warning("nbtrack: %d %s: %s", status, summary, body["message"])
+
+
+class InfoHandler(NbtrackHandler):
+    """``GET /nbtrack/info``: version, the store a notebook resolves to, the server root."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.service.call(self.service.info, self.arg("notebook")))
+
+
+class RunsHandler(NbtrackHandler):
+    """``GET /nbtrack/runs``: one page of a notebook's runs, newest first."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        limit = max_results(self.arg("max_results"))
+        page = await self.service.call(
+            self.service.list_runs,
+            self.arg("notebook"),
+            self.arg("experiment"),
+            limit,
+            self.arg("page_token"),
+        )
+        self.reply(page)
+
+
+class RunHandler(NbtrackHandler):
+    """``GET /nbtrack/runs/{run_id}``: the run's row and snapshot summary."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.reply(await self.service.call(self.service.run_detail, run_id, self.arg("notebook")))
+
+
+class DiffHandler(NbtrackHandler):
+    """``GET /nbtrack/diff?a=&b=``: the structured diff of two runs."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(
+            await self.service.call(self.service.diff, self.arg("a"), self.arg("b"), self.arg("notebook"))
+        )
+
+
+class ReplayHandler(NbtrackHandler):
+    """``POST /nbtrack/runs/{run_id}/replay``: start a replay job; 202 with the job."""
+
+    @tornado.web.authenticated
+    @authorized(action="execute", resource="kernels")  # type: ignore[untyped-decorator]
+    async def post(self, run_id: str) -> None:
+        raw = self.request.body.strip()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            raise UsageError(
+                "the replay request body is not JSON; send {mode, environment, parameters}"
+            ) from None
+        spec = await self.service.call(self.service.replay_spec, run_id, self.arg("notebook"), body)
+        job = self.service.jobs.submit(spec)
+        self.set_header("Location", url_path_join(self.base_url, "nbtrack", "jobs", job.job_id))
+        self.reply(job.to_dict(), 202)
+
+
+class JobHandler(NbtrackHandler):
+    """``GET /nbtrack/jobs/{job_id}``: a replay job's state, progress, verdict and report."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        self.reply(self.service.jobs.get(job_id).to_dict())
+
+
+class NotebookHandler(NbtrackHandler):
+    """``GET /nbtrack/runs/{run_id}/notebook?kind=``: a recorded notebook, trusted when signed here."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        kind = self.arg("kind") or "best"
+        name, found, nb = await self.service.call(
+            self.service.recorded_notebook, run_id, self.arg("notebook"), kind
+        )
+        trusted = self.service.trust(nb)  # on the loop thread, where the notary's database lives
+        self.reply({"name": name, "kind": found, "trusted": trusted, "content": nb})
+
+
+def route_table(base_url: str) -> list[tuple[str, type[NbtrackHandler]]]:
+    """The URL patterns under the server's base URL."""
+    run = r"(?P<run_id>[^/]+)"
+    routes: list[tuple[str, type[NbtrackHandler]]] = [
+        ("info", InfoHandler),
+        ("runs", RunsHandler),
+        (f"runs/{run}", RunHandler),
+        (f"runs/{run}/replay", ReplayHandler),
+        (f"runs/{run}/notebook", NotebookHandler),
+        ("diff", DiffHandler),
+        (r"jobs/(?P<job_id>[^/]+)", JobHandler),
+    ]
+    return [(url_path_join(base_url, "nbtrack", pattern), handler) for pattern, handler in routes]

@@ -1,0 +1,123 @@
+"""One replay, in its own process: ``python -m nbtrack.server.replay_job RUN_ID --project DIR``.
+
+The server extension starts one per replay job (:mod:`nbtrack.server.jobs`) and reads its stdout,
+which carries only JSON lines::
+
+    {"event": "stage", "message": "nbtrack replay: mode notebook: ..."}
+    {"event": "progress", "done": 3, "total": 7}
+    {"event": "result", "result": {... ReplayResult.to_dict() ...}, "report": "REPRODUCED  run ..."}
+    {"event": "error", "error": "UsageError", "message": "...", "exit_code": 64}
+
+The tracking URI comes from ``--tracking-uri`` or ``NBTRACK_TRACKING_URI`` (how the server passes
+it, off the command line, as it may carry credentials). Everything else the replay prints, down to
+what a library writes on file descriptor 1, goes to stderr. The process exits with the verdict's
+code (0-3), stops cleanly on SIGTERM (kernel shut down, workspace removed), and stops on its own
+when the server that started it dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nbtrack.server.replay_job", description=__doc__)
+    parser.add_argument("run_id")
+    parser.add_argument("--project", type=Path, required=True, help="the project the run belongs to")
+    parser.add_argument("--tracking-uri", help="default: NBTRACK_TRACKING_URI, else the embedded store")
+    parser.add_argument("--mode", default="auto")
+    parser.add_argument("--env", default="current")
+    parser.add_argument("--parameters", default="{}", help="overrides, a JSON object")
+    return parser
+
+
+class _Emitter:
+    """Writes one JSON document per line to the real stdout, whichever thread calls."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **fields}, default=str)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+
+def _stdout_for_events() -> TextIO:
+    """A private copy of fd 1 for the events; fd 1 itself (and ``sys.stdout``) now go to stderr."""
+    events = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return events
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds papermill (the kernel is shut down) and replay (the workspace is removed).
+    raise SystemExit(128 + signum)
+
+
+def _watch_parent(parent: int) -> None:
+    """Stop this process once the server that started it is gone (it cannot clean up after us then)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="nbtrack-parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    emit = _Emitter(_stdout_for_events())
+    signal.signal(signal.SIGTERM, _terminate)
+    _watch_parent(int(os.environ.get("NBTRACK_PARENT_PID") or os.getppid()))
+    try:
+        parameters = json.loads(args.parameters)
+        if not isinstance(parameters, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        emit("error", error="UsageError", message=f"--parameters: {exc}", exit_code=64)
+        return 64
+
+    from nbtrack.errors import NbtrackError
+    from nbtrack.replayer import replay
+    from nbtrack.reports import format_result
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+        emit("stage", message=line)
+
+    try:
+        result = replay(
+            args.run_id,
+            parameters=parameters,
+            mode=args.mode,
+            env=args.env,
+            tracking_uri=args.tracking_uri or os.environ.get("NBTRACK_TRACKING_URI") or None,
+            project=args.project,
+            on_progress=lambda done, total: emit("progress", done=done, total=total),
+            say=say,
+        )
+    except NbtrackError as exc:
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        emit("error", error=type(exc).__name__, message=message, exit_code=exc.exit_code)
+        return exc.exit_code
+    data = result.to_dict()
+    emit("result", result=data, report=format_result(data))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
