@@ -1,7 +1,8 @@
 """IPython front-end: the ``%track`` line magic and ``%%track`` cell magic.
 
-Imports nothing heavy: ``%load_ext nbtrack`` only registers the magics and two cell hooks; MLflow,
-DVC and friends are imported by the first ``%track start``.
+Imports nothing heavy: ``%load_ext nbtrack`` only registers the magics and two cell hooks and opens
+the ``nbtrack`` comm to the JupyterLab panel (:mod:`nbtrack.frontend`); MLflow, DVC and friends are
+imported by the first ``%track start``, nbformat and ipywidgets at the first ``%track stop``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display as _display
 
 from nbtrack.config import load_config
-from nbtrack.errors import NbtrackError
+from nbtrack.errors import NbtrackError, UsageError
+from nbtrack.frontend import Frontend
 from nbtrack.tracker import Tracker
 
 USAGE = """\
 %track start [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]
 %track stop
 %track status
+%track show [RUN_ID]
 %%track [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]"""
 
 
@@ -48,6 +51,7 @@ def _parser() -> _Parser:
     _start_options(sub.add_parser("start", add_help=False))
     sub.add_parser("stop", add_help=False)
     sub.add_parser("status", add_help=False)
+    sub.add_parser("show", add_help=False).add_argument("run_id", nargs="?")
     return parser
 
 
@@ -76,11 +80,12 @@ def _split(line: str) -> list[str]:
 
 @magics_class
 class TrackMagics(Magics):  # type: ignore[misc]
-    """The ``%track`` magics; one :class:`Tracker` per shell."""
+    """The ``%track`` magics; one :class:`Tracker` and one :class:`Frontend` (the panel) per shell."""
 
-    def __init__(self, shell: Any, tracker: Tracker) -> None:
+    def __init__(self, shell: Any, tracker: Tracker, frontend: Frontend | None = None) -> None:
         super().__init__(shell)
         self.tracker = tracker
+        self.frontend = frontend or Frontend(tracker)
 
     @line_magic  # type: ignore[untyped-decorator]
     def track(self, line: str) -> None:
@@ -91,6 +96,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
             %track start [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]
             %track stop      # snapshot the notebook, log everything, end the run; shows a run card
             %track status    # the active run and which snapshot sections were captured (or why not)
+            %track show [RUN_ID]  # a run's card (default: the last run of this kernel)
 
         Between start and stop, ``mlflow.log_metric(...)``, ``mlflow.log_param(...)`` and
         ``mlflow.autolog()`` log into the tracked run. ``%%track`` tracks one cell as one run.
@@ -104,12 +110,14 @@ class TrackMagics(Magics):  # type: ignore[misc]
         """
         args = _parser().parse_args(_split(line))
         if args.verb is None:
-            raise IPythonUsageError(f"%track needs a verb: start, stop or status.\n{USAGE}")
+            raise IPythonUsageError(f"%track needs a verb: start, stop, status or show.\n{USAGE}")
         try:
             if args.verb == "start":
                 self._start(args)
             elif args.verb == "stop":
-                _show(_card(self.tracker.stop()))
+                self._show_card(self._stop())
+            elif args.verb == "show":
+                self._show_run(args.run_id)
             else:
                 _print_status(self.tracker.status())
         except NbtrackError as exc:
@@ -137,21 +145,29 @@ class TrackMagics(Magics):  # type: ignore[misc]
             self.tracker.history.paused = False
         failed = not result.success
         try:
-            summary = self.tracker.stop("FAILED" if failed else "FINISHED")
+            summary = self._stop("FAILED" if failed else "FINISHED")
         except NbtrackError as exc:
             raise IPythonUsageError(f"%%track: {exc}") from exc
-        _show(_card(summary))
+        self._show_card(summary)
         if failed:
             result.raise_error()
 
     def _start(self, args: argparse.Namespace) -> None:
-        _, previous = self.tracker.start(
-            experiment=args.experiment, name=args.name, tags=_tags(args.tag), notebook=args.notebook
+        tags = _tags(args.tag)
+        # The previous run ends here rather than inside start(), so that it gets the editor's content.
+        previous = self._stop() if self.tracker.active is not None else None
+        self.tracker.start(
+            experiment=args.experiment,
+            name=args.name,
+            tags=tags,
+            notebook=args.notebook,
+            frontend_notebook=self.frontend.notebook_path(),
         )
         if previous is not None:
             print(f"nbtrack: ended the previous run {previous['run_name']} ({previous['run_id']}) first")
         active = self.tracker.active
         assert active is not None
+        self.frontend.send_state(active.run_id)
         missing = [f"{n} ({s.reason})" for n, s in active.sections.items() if s.status != "ok"]
         print(f"nbtrack: tracking run {active.run_id} in experiment {active.experiment!r}")
         if active.location.path is None:
@@ -159,15 +175,41 @@ class TrackMagics(Magics):  # type: ignore[misc]
         for item in missing:
             print(f"nbtrack: not captured: {item}")
 
+    def _stop(self, status: str = "FINISHED") -> dict[str, Any]:
+        """End the active run with the editor's latest content; tell the panel either way."""
+        return stop_and_tell(self.tracker, self.frontend, status)
 
-def _show(obj: Any) -> None:
-    _display(obj)  # type: ignore[no-untyped-call]
+    def _show_run(self, run_id: str | None) -> None:
+        from nbtrack.card import stored_summary
+
+        if run_id is None:
+            if self.tracker.last is None:
+                raise UsageError("no run has ended in this kernel yet; give its id: %track show RUN_ID")
+            self._show_card(self.tracker.last, self.tracker.last_store)
+            return
+        store = self.tracker.store_here(self.frontend.notebook_path())
+        self._show_card(stored_summary(store, run_id), store)
+
+    def _show_card(self, summary: dict[str, Any], store: Any = None) -> None:
+        from nbtrack.card import run_card
+
+        card = run_card(summary, store or self.tracker.last_store, widgets=self.frontend.connected)
+        _display(card)  # type: ignore[no-untyped-call]
 
 
-def _card(summary: dict[str, Any]) -> Any:
-    from nbtrack.render import RunCard
-
-    return RunCard(summary)
+def stop_and_tell(tracker: Tracker, frontend: Frontend, status: str = "FINISHED") -> dict[str, Any]:
+    """``tracker.stop`` with the panel's live content, then ``run_finished`` to the panel (also when
+    logging failed and the run ended FAILED)."""
+    active = tracker.active
+    try:
+        summary = tracker.stop(status, live=frontend.live)
+    except Exception:
+        if active is not None and tracker.active is None:
+            path = str(active.location.path) if active.location.path else None
+            frontend.send_run_finished(active.run_id, "FAILED", path)
+        raise
+    frontend.send_run_finished(summary["run_id"], summary["status"], summary.get("notebook_path"))
+    return summary
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -184,27 +226,37 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 _TRACKER_ATTR = "_nbtrack_tracker"
+_FRONTEND_ATTR = "_nbtrack_frontend"
 
 
 def load(ipython: Any) -> None:
-    """Register the magics and the execution-history hooks on ``ipython`` (idempotent)."""
+    """Register the magics and the execution-history hooks on ``ipython`` and open the comm to the
+    panel (idempotent)."""
     if getattr(ipython, _TRACKER_ATTR, None) is not None:
         return
     tracker = Tracker(ipython, load_config(getattr(ipython, "config", None)))
-    magics = TrackMagics(ipython, tracker)
+    frontend = Frontend(tracker)
+    magics = TrackMagics(ipython, tracker, frontend)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", tracker.history.pre_run_cell)
     ipython.events.register("post_run_cell", tracker.history.post_run_cell)
     setattr(ipython, _TRACKER_ATTR, tracker)
+    setattr(ipython, _FRONTEND_ATTR, frontend)
+    frontend.open()
 
 
 def unload(ipython: Any) -> None:
-    """Remove the hooks; an active run is stopped first so it is not left RUNNING."""
+    """Remove the hooks and close the comm; an active run is stopped first so it is not left RUNNING."""
     tracker: Tracker | None = getattr(ipython, _TRACKER_ATTR, None)
     if tracker is None:
         return
-    if tracker.active is not None:
-        tracker.stop()
-    ipython.events.unregister("pre_run_cell", tracker.history.pre_run_cell)
-    ipython.events.unregister("post_run_cell", tracker.history.post_run_cell)
-    setattr(ipython, _TRACKER_ATTR, None)
+    frontend: Frontend = getattr(ipython, _FRONTEND_ATTR, None) or Frontend(tracker)
+    try:
+        if tracker.active is not None:
+            stop_and_tell(tracker, frontend)
+    finally:
+        frontend.close()
+        ipython.events.unregister("pre_run_cell", tracker.history.pre_run_cell)
+        ipython.events.unregister("post_run_cell", tracker.history.post_run_cell)
+        setattr(ipython, _TRACKER_ATTR, None)
+        setattr(ipython, _FRONTEND_ATTR, None)

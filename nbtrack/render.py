@@ -118,3 +118,43 @@ class RunCard:
             f"<div class='nbtrack-run-card' style='border-left:4px solid {color};padding:4px 10px'>"
             f"<b>nbtrack</b><table>{body}</table></div>"
         )
+
+
+def _cell(value: Any) -> str:
+    return "<td>" + ("<i>absent</i>" if value is None else html.escape(_fmt(value))) + "</td>"
+
+
+def diff_html(d: dict[str, Any]) -> str:
+    """The params and metrics that differ between two runs (:func:`nbtrack.diff.diff_runs`' result),
+    as an HTML table: what the run card's "Compare with previous run" shows.
+
+    Example:
+        >>> d = {"a": {"run_id": "1", "name": "a"}, "b": {"run_id": "2", "name": "b"},
+        ...      "params": [{"name": "alpha", "a": "0.1", "b": "0.5"}], "metrics": []}
+        >>> "<td>alpha</td><td>0.1</td><td>0.5</td>" in diff_html(d)
+        True
+    """
+    a = d["a"]
+    head = (
+        f"<p>Compared with the previous run <b>{html.escape(str(a.get('name')))}</b> "
+        f"(<code>{html.escape(str(a['run_id']))}</code>)</p>"
+    )
+    rows = [
+        f"<tr><td>param</td><td>{html.escape(r['name'])}</td>{_cell(r['a'])}{_cell(r['b'])}<td></td></tr>"
+        for r in d.get("params", [])
+    ]
+    for r in d.get("metrics", []):
+        change = f"{r['difference']:+.6g}" if r.get("difference") is not None else ""
+        rows.append(
+            f"<tr><td>metric</td><td>{html.escape(r['name'])}</td>{_cell(r['a'])}{_cell(r['b'])}"
+            f"<td>{change}</td></tr>"
+        )
+    if not rows:
+        return head + "<p>No differences in params or metrics.</p>"
+    return (
+        head
+        + "<table class='nbtrack-diff'><tr><th></th><th>name</th><th>previous</th><th>this run</th>"
+        + "<th>change</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )

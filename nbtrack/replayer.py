@@ -32,6 +32,7 @@ from typing import Any
 
 from nbtrack.errors import CannotReplay, NbtrackError, RunNotFoundError, SnapshotError, UsageError
 from nbtrack.models import Section, Snapshot
+from nbtrack.signing import sign_notebook_bytes
 from nbtrack.verdict import CANNOT_REPLAY, DIVERGED, EXIT_CODES, FAILED, REPRODUCED
 
 MODES = ("auto", "notebook", "history")
@@ -585,5 +586,6 @@ def _log_replay(store: Any, result: ReplayResult, output: Path | None) -> None:
     }
     if output is not None:
         files["replay/output.ipynb"] = output.read_bytes()
+        sign_notebook_bytes(files["replay/output.ipynb"])  # opens trusted: outputs render as recorded
     store.set_tags(result.replay_run_id, {"nbtrack.replay.verdict": result.verdict})
     store.log_files(result.replay_run_id, files)

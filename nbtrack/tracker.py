@@ -2,7 +2,8 @@
 
 A :class:`Tracker` lives on one IPython shell (the magics hold it); the active run is its attribute,
 never a module global. At ``start`` it takes the environment, git and data sections and opens the
-*active* MLflow run; at ``stop`` it takes the notebook, history and parameters, logs everything and
+*active* MLflow run; at ``stop`` it takes the notebook, history and parameters (and the editor's
+live content, when the JupyterLab panel sent it), logs everything, signs the notebooks it wrote and
 ends the run FINISHED (or FAILED).
 """
 
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbtrack import __version__
 from nbtrack.capture.base import CaptureContext, run_provider
@@ -25,6 +26,12 @@ from nbtrack.config import NbtrackConfig
 from nbtrack.errors import UsageError
 from nbtrack.models import SCHEMA_VERSION, Section, Snapshot
 from nbtrack.redact import strip_url_credentials
+
+if TYPE_CHECKING:
+    from nbtrack.capture.notebook import LiveNotebook
+
+#: The notebooks nbtrack writes itself, signed so that Jupyter opens them trusted.
+_SIGNED = ("history.ipynb", "notebook.live.ipynb")
 
 
 @dataclass
@@ -43,6 +50,8 @@ class ActiveRun:
     tags: dict[str, str] = field(default_factory=dict)
     #: 1 for the first run started in this kernel, 2 for the next, ... (a replay matches runs by it)
     kernel_run_index: int = 1
+    #: Cells the kernel had finished at start: live content that arrived before is not this run's.
+    cells_completed_at_start: int = 0
 
 
 def _data_status(sections: dict[str, Section]) -> str:
@@ -121,10 +130,32 @@ class Tracker:
         self._provider_state: dict[str, Any] = {}
         self._experiments: dict[tuple[str, str], str] = {}
         self.runs_started = 0
+        #: The store of the last run that ended (``%track show`` without a run id, the card).
+        self.last_store: Any = None
+        #: The signing of the last run's notebooks (a Future; tests wait on it).
+        self.signing: Any = None
 
     # --- helpers ---------------------------------------------------------------------------------
     def _user_ns(self) -> dict[str, Any]:
         return dict(getattr(self.shell, "user_ns", None) or {})
+
+    def cells_completed(self) -> int:
+        """Cells the kernel has finished since nbtrack was loaded (a monotonic count)."""
+        summary = self.history.summary()
+        return int(summary["recorded"]) + int(summary["dropped"])
+
+    def store_here(self, notebook: Path | None = None) -> Any:
+        """The store a run id is looked up in: the active run's, else the last run's, else the
+        project's (found from ``notebook``'s folder, else the current directory)."""
+        if self.active is not None:
+            return self.active.store
+        if self.last_store is not None:
+            return self.last_store
+        from nbtrack.store import MlflowStore
+
+        return MlflowStore.for_project(
+            find_project_root(notebook.parent if notebook else Path.cwd()), self.config
+        )
 
     def _executed(self) -> list[Any]:
         raw = None
@@ -140,8 +171,13 @@ class Tracker:
         name: str | None = None,
         tags: dict[str, str] | None = None,
         notebook: str | None = None,
+        frontend_notebook: Path | None = None,
     ) -> tuple[ActiveRun, dict[str, Any] | None]:
-        """Start a run; ends the active one first. Returns the new run and the ended run's summary."""
+        """Start a run; ends the active one first. Returns the new run and the ended run's summary.
+
+        ``frontend_notebook`` is the path the JupyterLab panel reported, tried right after
+        ``notebook`` (``--notebook``).
+        """
         from nbtrack.capture.data import DataProvider, dataset_inputs
         from nbtrack.capture.environment import EnvironmentProvider
         from nbtrack.capture.git import GitProvider
@@ -150,7 +186,11 @@ class Tracker:
         previous = self.stop() if self.active is not None else None
         cwd = Path.cwd()
         location = locate_notebook(
-            notebook, self._user_ns(), cwd=cwd, server_timeout=self.config.server_timeout
+            notebook,
+            self._user_ns(),
+            cwd=cwd,
+            server_timeout=self.config.server_timeout,
+            frontend=frontend_notebook,
         )
         if notebook and location.path is None:
             raise UsageError(f"--notebook {notebook}: no such file; give the path of the .ipynb")
@@ -200,6 +240,7 @@ class Tracker:
             started,
             run_tags,
             self.runs_started,
+            self.cells_completed(),
         )
         self.active = active
         try:
@@ -215,10 +256,14 @@ class Tracker:
             raise
         return active, previous
 
-    def stop(self, status: str = "FINISHED") -> dict[str, Any]:
-        """Take the end snapshot, log it, end the run; returns the run card's summary."""
+    def stop(self, status: str = "FINISHED", live: LiveNotebook | None = None) -> dict[str, Any]:
+        """Take the end snapshot, log it, end the run; returns the run card's summary.
+
+        ``live`` is the latest editor content the panel sent; it is recorded when it arrived during
+        this run and is of this run's notebook (the snapshot says why not otherwise).
+        """
         from nbtrack.capture.data import DataProvider
-        from nbtrack.capture.notebook import NotebookProvider
+        from nbtrack.capture.notebook import NotebookProvider, live_for_run
         from nbtrack.capture.parameters import ParametersProvider, param_string
 
         active = self.active
@@ -228,7 +273,8 @@ class Tracker:
         store = active.store
         try:
             executed = self._executed()
-            saved = NotebookProvider(active.location, executed, self.history.summary())
+            live, live_reason = live_for_run(live, active.cells_completed_at_start, active.location.path)
+            saved = NotebookProvider(active.location, executed, self.history.summary(), live, live_reason)
             start_data = active.sections.get("data")
             # What the run wrote into DVC-tracked outputs: the data check again (state-cache
             # answers, mostly stat calls), beside the notebook capture.
@@ -259,8 +305,12 @@ class Tracker:
             store.end_active_run(active.run_id, "FAILED")
             raise
         store.end_active_run(active.run_id, status)
+        from nbtrack.signing import sign_later
+
+        # After logging (the logged bytes are untouched), in the background (nbformat's import).
+        self.signing = sign_later([files[name] for name in _SIGNED if name in files])
         summary = self._summary(active, status, run)
-        self.last = summary
+        self.last, self.last_store = summary, store
         return summary
 
     def status(self) -> dict[str, Any]:
@@ -341,21 +391,14 @@ class Tracker:
         if nb is not None and nb.status == "ok" and nb.data.get("out_of_order") is not None:
             tags["nbtrack.out_of_order"] = str(nb.data["out_of_order"]).lower()
             tags["nbtrack.edited_after_execution"] = str(bool(nb.data.get("edited_after_execution"))).lower()
+        live = nb.data.get("live") if nb is not None and nb.status == "ok" else None
+        if isinstance(live, dict) and live.get("received"):
+            tags["nbtrack.notebook.unsaved"] = str(bool(live.get("unsaved_edits"))).lower()
         for name, section in active.sections.items():
             tags[f"nbtrack.section.{name}"] = section.status
         return tags
 
     def _summary(self, active: ActiveRun, status: str, run: Any) -> dict[str, Any]:
-        flags = []
-        nb = active.sections.get("notebook")
-        if nb is not None and nb.data.get("out_of_order"):
-            flags.append("executed out of order: " + "; ".join(nb.data.get("out_of_order_reasons", [])[:3]))
-        for name, section in active.sections.items():
-            if section.status != "ok" and name != "parameters":
-                flags.append(f"{name}: {section.reason}")
-        data_status = _data_status(active.sections)
-        if data_status in ("modified", "missing"):
-            flags.append(f"data {data_status} (not committed to DVC)")
         return {
             "run_id": active.run_id,
             "run_name": run.info.run_name,
@@ -363,6 +406,26 @@ class Tracker:
             "status": status,
             "duration_s": time.time() - active.started,
             "metrics": dict(run.data.metrics),
-            "flags": flags,
+            "flags": run_flags(active.sections),
             "view": active.store.run_url(run),
+            "notebook": active.tags.get("mlflow.source.name"),
+            "notebook_path": str(active.location.path) if active.location.path else None,
         }
+
+
+def run_flags(sections: dict[str, Section]) -> list[str]:
+    """The run card's warnings: out-of-order execution, unsaved edits, missing sections, dirty data."""
+    flags = []
+    nb = sections.get("notebook")
+    if nb is not None and nb.data.get("out_of_order"):
+        flags.append("executed out of order: " + "; ".join(nb.data.get("out_of_order_reasons", [])[:3]))
+    live = nb.data.get("live") if nb is not None else None
+    if isinstance(live, dict) and live.get("unsaved_edits"):
+        flags.append("notebook had unsaved edits in the editor: " + "; ".join(live.get("differences", [])))
+    for name, section in sections.items():
+        if section.status != "ok" and name != "parameters":
+            flags.append(f"{name}: {section.reason}")
+    data_status = _data_status(sections)
+    if data_status in ("modified", "missing"):
+        flags.append(f"data {data_status} (not committed to DVC)")
+    return flags

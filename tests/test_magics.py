@@ -147,6 +147,31 @@ def test_out_of_order_and_edited_cells_are_flagged(
     assert [c["source"] for c in history["cells"]][1:5] == ["a = 1", "c = b * 10", "b = a + 2", "c = b * 10"]
 
 
+def test_run_all_again_in_one_kernel_is_in_order(
+    shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a notebook that starts and stops its own run, run top to bottom twice in one kernel
+    root = make_project(tmp_path / "proj", use_dvc=False)
+    nb_path = write_notebook(
+        root / "nb.ipynb", ["%track start --notebook nb.ipynb", "a = 1", "b = a + 1", "%track stop"]
+    )
+    monkeypatch.chdir(root)
+    nb = json.loads(nb_path.read_text())
+    cells = [(c["id"], "".join(c["source"])) for c in nb["cells"]]
+
+    def run_cells(indexes: tuple[int, ...]) -> None:
+        for i in indexes:
+            assert run(shell, cells[i][1], cell_id=cells[i][0]).success
+
+    run_cells((0, 1, 2, 3))
+    run_cells((0, 1, 2, 3))
+    # When a third run skips a cell (its state is the earlier pass's)
+    run_cells((0, 2, 3))
+    # Then the second full pass is in order, the partial one is not
+    flags = [r.data.tags["nbtrack.out_of_order"] for r in reversed(all_runs(store_client(root)))]
+    assert flags == ["false", "false", "true"]
+
+
 def test_status_reports_sections(
     shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:

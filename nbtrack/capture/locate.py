@@ -3,12 +3,14 @@
 Methods are tried in order of reliability, and the one that answered is recorded:
 
 1. ``explicit`` — ``%track start --notebook PATH``;
-2. ``papermill`` — the input notebook of a papermill run (``NBTRACK_PAPERMILL`` set by nbtrack's own
+2. ``frontend`` — the path the JupyterLab panel told the kernel over the ``nbtrack`` comm (kept
+   current across renames, unlike ``JPY_SESSION_NAME``; see :mod:`nbtrack.frontend`);
+3. ``papermill`` — the input notebook of a papermill run (``NBTRACK_PAPERMILL`` set by nbtrack's own
    runner, else the ``papermill`` command line of the kernel's parent process);
-3. ``jupyter-session`` — ``JPY_SESSION_NAME`` / ``__session__``, set by jupyter_server (absolute path;
+4. ``jupyter-session`` — ``JPY_SESSION_NAME`` / ``__session__``, set by jupyter_server (absolute path;
    stale after a rename, so it must still exist);
-4. ``vscode`` — ``__vsc_ipynb_file__``, set by VS Code;
-5. ``server-sessions`` — the sessions API of a running Jupyter server, matched by kernel id (token from
+5. ``vscode`` — ``__vsc_ipynb_file__``, set by VS Code;
+6. ``server-sessions`` — the sessions API of a running Jupyter server, matched by kernel id (token from
    its ``jpserver-*.json``; short timeout, these files may be stale).
 """
 
@@ -160,8 +162,17 @@ def locate_notebook(
     *,
     cwd: Path | None = None,
     server_timeout: float = 1.0,
+    frontend: Path | None = None,
 ) -> NotebookLocation:
-    """Resolve the notebook path, trying each method in order (see the module docstring)."""
+    """Resolve the notebook path, trying each method in order (see the module docstring).
+
+    Args:
+        explicit: ``--notebook PATH``; when given, the only method tried.
+        user_ns: the kernel's namespace (``__session__``, ``__vsc_ipynb_file__``).
+        cwd: relative paths are resolved against it.
+        server_timeout: seconds to wait for a Jupyter server's sessions API.
+        frontend: the absolute path the JupyterLab panel reported, if it did.
+    """
     cwd = cwd or Path.cwd()
     ns = user_ns or {}
     tried: list[str] = []
@@ -181,6 +192,7 @@ def locate_notebook(
             return hit
         return NotebookLocation(None, None, tried, papermill)
     candidates: list[tuple[str, str | None]] = [
+        ("frontend", str(frontend) if frontend else None),
         ("papermill", papermill["input_path"] if papermill else None),
         ("jupyter-session", os.environ.get("JPY_SESSION_NAME") or ns.get("__session__")),
         ("vscode", ns.get("__vsc_ipynb_file__")),

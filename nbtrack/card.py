@@ -1,0 +1,149 @@
+"""The run card that ``%track stop``, ``%%track`` and ``%track show`` display.
+
+With the JupyterLab panel connected (so the widget manager is there) it is an ipywidgets card: the
+run's name, id, status, duration, metrics and flags, a **Compare with previous run** button that
+renders the differing params and metrics below it, and an **Open in MLflow** link when the store
+is an MLflow server. Elsewhere (papermill, nbconvert, a terminal) it is the HTML/text
+:class:`~nbtrack.render.RunCard`; the widget carries that HTML too, as the fallback of its display.
+
+Example:
+    >>> card = run_card(summary, store, widgets=True)  # doctest: +SKIP
+    >>> card.compare()["params"]  # what the button does  # doctest: +SKIP
+    [{'name': 'alpha', 'a': '0.1', 'b': '0.5'}]
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+from nbtrack.errors import NbtrackError, RunNotFoundError, SnapshotError, UsageError
+from nbtrack.render import RunCard, diff_html
+from nbtrack.tracker import run_flags
+
+log = logging.getLogger("nbtrack.card")
+
+
+def stored_summary(store: Any, run_id: str) -> dict[str, Any]:
+    """The card's content for a run read back from the store (``%track show RUN_ID``).
+
+    Raises:
+        UsageError: no run with that id in this store.
+    """
+    try:
+        run = store.get_run(run_id)
+    except RunNotFoundError as exc:
+        raise UsageError(
+            f"no run {run_id!r} in {store.display_uri}; copy the id from a run card or list the "
+            "runs with `nbtrack runs`"
+        ) from exc
+    try:
+        snapshot = store.load_snapshot(run_id)
+    except SnapshotError:
+        snapshot = None  # an MLflow run nbtrack did not track: shown with what MLflow has
+    info = run.info
+    ended = info.end_time and info.start_time
+    return {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "experiment": (snapshot.run.get("experiment") if snapshot else None) or info.experiment_id,
+        "status": info.status,
+        "duration_s": (info.end_time - info.start_time) / 1000 if ended else None,
+        "metrics": dict(run.data.metrics),
+        "flags": run_flags(snapshot.sections) if snapshot else ["not tracked by nbtrack (no snapshot.json)"],
+        "view": store.run_url(run),
+        "notebook": run.data.tags.get("mlflow.source.name"),
+        "notebook_path": snapshot.section("notebook").data.get("path") if snapshot else None,
+    }
+
+
+def previous_run_id(store: Any, run_id: str, notebook: str) -> str | None:
+    """The run of ``notebook`` that started right before ``run_id``, if any."""
+    for page in (2, 1000):  # the card is usually the newest run: two runs answer
+        runs, _ = store.search_runs(notebook=notebook, max_results=page)
+        ids = [r.info.run_id for r in runs]
+        if run_id in ids:
+            after = ids.index(run_id) + 1
+            return ids[after] if after < len(ids) else None
+        if len(ids) < page:
+            return None
+    return None
+
+
+class RunCardWidget:
+    """The ipywidgets card; ``compare()`` is what its button does.
+
+    Attributes:
+        widget: the ``VBox`` displayed; ``button`` and ``output`` are its compare button and the
+            ``Output`` the comparison is rendered into.
+    """
+
+    def __init__(self, summary: dict[str, Any], store: Any) -> None:
+        import ipywidgets as w  # ~0.4 s; only once a frontend with a widget manager is connected
+
+        self.summary = summary
+        self.store = store
+        self.button = w.Button(
+            description="Compare with previous run",
+            tooltip="the params and metrics that differ from the previous run of this notebook",
+            layout=w.Layout(width="auto"),
+        )
+        self.button.on_click(lambda _button: self.compare())
+        row = [self.button]
+        if getattr(store, "is_server", False) and summary.get("view"):
+            url = html.escape(str(summary["view"]), quote=True)
+            row.append(
+                w.HTML(f'<a href="{url}" target="_blank" rel="noopener noreferrer">Open in MLflow</a>')
+            )
+        self.output = w.Output()
+        self.widget = w.VBox([w.HTML(RunCard(summary)._repr_html_()), w.HBox(row), self.output])
+
+    def compare(self) -> dict[str, Any] | None:
+        """Diff this run with the previous run of its notebook, into ``output``; returns the diff.
+
+        Never raises (it runs as a button callback): a failure is shown in the output instead.
+        """
+        from IPython.display import HTML
+
+        run_id, notebook = str(self.summary["run_id"]), self.summary.get("notebook")
+        diff = None
+        try:
+            previous = previous_run_id(self.store, run_id, notebook) if notebook else None
+            if not notebook:
+                page = "<p>This run's notebook is unknown, so it has no previous run to compare with.</p>"
+            elif previous is None:
+                page = f"<p>No previous run of <code>{html.escape(notebook)}</code> to compare with.</p>"
+            else:
+                from nbtrack.diff import diff_runs
+
+                diff = diff_runs(self.store, previous, run_id)
+                page = diff_html(diff)
+        except NbtrackError as exc:
+            page = f"<p>nbtrack: cannot compare: {html.escape(str(exc))}</p>"
+        except Exception as exc:
+            log.warning("nbtrack: comparing run %s failed", run_id, exc_info=True)
+            page = f"<p>nbtrack: cannot compare: {html.escape(f'{type(exc).__name__}: {exc}')}</p>"
+        self.output.outputs = ()
+        # Set as the Output's state (not captured with `with output:`): it reaches the frontend
+        # whichever message this callback runs in.
+        self.output.append_display_data(HTML(page))  # type: ignore[no-untyped-call]
+        return diff
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        data = dict(self.widget._repr_mimebundle_(**kwargs))
+        card = RunCard(self.summary)
+        # Where the widget cannot render (no widget manager, state not saved), the plain card shows.
+        data.update({"text/plain": repr(card), "text/html": card._repr_html_()})
+        return data
+
+
+def run_card(summary: dict[str, Any], store: Any, *, widgets: bool) -> Any:
+    """The object to display: the widget card when ``widgets`` (a frontend is connected), else the
+    HTML/text card (also when ipywidgets cannot be used)."""
+    if widgets:
+        try:
+            return RunCardWidget(summary, store)
+        except Exception as exc:
+            log.debug("nbtrack: widget card unavailable, showing the HTML card: %s", exc, exc_info=True)
+    return RunCard(summary)

@@ -1,0 +1,107 @@
+"""Sign the notebooks nbtrack writes itself, so Jupyter opens them trusted.
+
+A notebook opened in Jupyter shows its HTML/JavaScript outputs and widgets only when it is trusted:
+its signature (an HMAC of its content under the user's secret) is in the user's signature database
+in the Jupyter data dir. nbtrack signs what it writes — ``history.ipynb``, ``notebook.live.ipynb`` and
+a replay's ``replay/output.ipynb`` — with nbformat's own :class:`~nbformat.sign.NotebookNotary`, so
+the server extension (which checks signatures) opens them trusted and their outputs render as they
+were recorded.
+
+Signing only adds a row to that database; the notebook's bytes are not changed. It never fails a
+run: a read-only data dir or a locked/corrupt database is logged at debug level and ignored.
+
+``import nbformat`` costs 1.3-2.5 s (its jsonschema validation compiles a grammar at import), far
+more than a whole ``%track stop``; :func:`sign_later` signs in one background thread after the run
+is logged, so no ``%track stop`` waits for it. That thread is joined when the interpreter exits (as
+every :class:`~concurrent.futures.ThreadPoolExecutor` worker is), so a kernel shut down right after
+its last stop, as under papermill, still signs.
+
+Example:
+    >>> sign_notebook_bytes(Path("history.ipynb").read_bytes())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nbtrack.signing")
+
+_lock = threading.Lock()
+_signer: ThreadPoolExecutor | None = None
+
+
+class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The notary's own warnings (database renamed, in-memory fallback) at debug level: never noise
+    in the user's cell output, since signing is best effort."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
+def sign_later(notebooks: list[bytes]) -> Future[None]:
+    """Sign each serialized notebook in the background signer thread; returns when queued.
+
+    Example:
+        >>> sign_later([Path("history.ipynb").read_bytes()]).result()  # doctest: +SKIP
+    """
+    global _signer  # one signer thread per process, started on first use
+    with _lock:
+        if _signer is None:
+            _signer = ThreadPoolExecutor(1, thread_name_prefix="nbtrack-sign")
+        signer = _signer
+
+    def sign_all() -> None:
+        for raw in notebooks:
+            sign_notebook_bytes(raw)
+
+    return signer.submit(sign_all)
+
+
+def sign_notebook_bytes(raw: bytes) -> None:
+    """Sign the notebook serialized in ``raw``, as Jupyter will read it back; never raises.
+
+    The signature is computed on what ``nbformat.reads`` makes of these exact bytes (what a
+    contents manager or the server extension reads), so it matches when they check it.
+    """
+    try:
+        import nbformat  # heavy (1.3-2.5 s); see sign_later()
+        from jupyter_core.paths import jupyter_data_dir
+        from nbformat.sign import NotebookNotary, SQLiteSignatureStore
+
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
+        # The user's data dir, which NotebookNotary() in jupyter_server uses too; passed explicitly
+        # so that no JupyterApp is initialised inside the kernel just to find it.
+        data_dir = Path(jupyter_data_dir())
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db_file = str(data_dir / "nbsignatures.db")
+        quiet = _DebugOnly(log, {})
+
+        def store() -> Any:
+            return SQLiteSignatureStore(db_file, log=quiet)  # type: ignore[no-untyped-call]
+
+        notary = NotebookNotary(data_dir=str(data_dir), store_factory=store, log=quiet)  # type: ignore[no-untyped-call]
+        with notary:
+            notary.sign(nb)  # type: ignore[no-untyped-call]
+            if notary.store.db_file == ":memory:":  # nbformat's fallback when the file is unusable
+                log.debug("nbtrack: notebook not signed: %s cannot be written", db_file)
+    except Exception as exc:  # never fail a run for a signature
+        log.debug("nbtrack: notebook not signed: %s: %s", type(exc).__name__, exc, exc_info=True)
+
+
+def sign_notebook(nb_dict: dict[str, Any]) -> None:
+    """Sign a notebook given as nbformat-4 JSON (a plain dict); never raises.
+
+    Example:
+        >>> sign_notebook({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})  # doctest: +SKIP
+    """
+    try:
+        raw = json.dumps(nb_dict).encode()
+    except (TypeError, ValueError) as exc:
+        log.debug("nbtrack: notebook not signed (not JSON): %s", exc)
+        return
+    sign_notebook_bytes(raw)
