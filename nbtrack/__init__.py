@@ -14,6 +14,16 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_ipython_extension", "replay", "unload_ipython_extension"]
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server extension behind the panel (enabled by ``etc/jupyter/jupyter_server_config.d``)."""
+    return [{"module": "nbtrack.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt labextension (the panel), built into ``nbtrack/labextension`` at install."""
+    return [{"src": "labextension", "dest": "nbtrack"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register the ``%track`` magics and the execution-history hooks."""
     from nbtrack.magics import load

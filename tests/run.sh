@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test set-up and run, on a fresh machine: a virtualenv with nbtrack and its test extras,
-# then lint (ruff), types (mypy) and the test suite (pytest). Extra arguments go to pytest.
+# The whole test set-up and run, on a fresh machine: Debian's chromium (browser tests), a virtualenv
+# with nbtrack and its test extras (the install builds the labextension with node), then lint (ruff,
+# eslint), types (mypy, tsc) and the test suite (pytest). Extra arguments go to pytest.
 # Benchmarks live in tests/bench/ and are not part of this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,17 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${NBTRACK_VENV:-.venv}
 step() { printf '\n== %s\n' "$*"; }
+
+step "system packages: chromium (for tests/browser), node"
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+chromium --version
 
 step "virtualenv $VENV"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
@@ -21,10 +33,11 @@ else
   python -m pip install -q -e ".[test]"
 fi
 
-step "lint (ruff) and types (mypy)"
+step "lint (ruff, eslint) and types (mypy, tsc)"
 ruff check nbtrack tests
 ruff format --check nbtrack tests
 mypy
+(cd labextension && jlpm lint)
 
 step "tests (pytest)"
 export DVC_NO_ANALYTICS=1

@@ -1,0 +1,1 @@
+"""Browser tests: a real JupyterLab with the nbtrack panel, in headless chromium."""
