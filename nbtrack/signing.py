@@ -10,11 +10,12 @@ were recorded.
 Signing only adds a row to that database; the notebook's bytes are not changed. It never fails a
 run: a read-only data dir or a locked/corrupt database is logged at debug level and ignored.
 
-``import nbformat`` costs 1.3-2.5 s (its jsonschema validation compiles a grammar at import), far
-more than a whole ``%track stop``; :func:`sign_later` signs in one background thread after the run
-is logged, so no ``%track stop`` waits for it. That thread is joined when the interpreter exits (as
-every :class:`~concurrent.futures.ThreadPoolExecutor` worker is), so a kernel shut down right after
-its last stop, as under papermill, still signs.
+``import nbformat`` costs 1.3-2.5 s (its jsonschema validation compiles a grammar at import), and
+more on a loaded machine: far more than a whole ``%track stop``. So a kernel does not sign itself:
+:func:`sign_later` hands the logged bytes to a detached ``python -m nbtrack.signing`` process (a few
+milliseconds to spawn), which signs them shortly after the stop and outlives a kernel shut down right
+after its last stop, as under papermill. A process that already has nbformat (replay) signs in place
+with :func:`sign_notebook`.
 
 Example:
     >>> sign_notebook_bytes(Path("history.ipynb").read_bytes())  # doctest: +SKIP
@@ -24,15 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("nbtrack.signing")
-
-_lock = threading.Lock()
-_signer: ThreadPoolExecutor | None = None
 
 
 class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -43,23 +43,29 @@ class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().log(logging.DEBUG, msg, *args, **kwargs)
 
 
-def sign_later(notebooks: list[bytes]) -> Future[None]:
-    """Sign each serialized notebook in the background signer thread; returns when queued.
+def sign_later(notebooks: list[bytes]) -> subprocess.Popen[bytes] | None:
+    """Sign each serialized notebook in a detached process; returns it (None if it cannot start).
 
     Example:
-        >>> sign_later([Path("history.ipynb").read_bytes()]).result()  # doctest: +SKIP
+        >>> sign_later([Path("history.ipynb").read_bytes()]).wait()  # doctest: +SKIP
+        0
     """
-    global _signer  # one signer thread per process, started on first use
-    with _lock:
-        if _signer is None:
-            _signer = ThreadPoolExecutor(1, thread_name_prefix="nbtrack-sign")
-        signer = _signer
-
-    def sign_all() -> None:
-        for raw in notebooks:
-            sign_notebook_bytes(raw)
-
-    return signer.submit(sign_all)
+    if not notebooks:
+        return None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="nbtrack-sign-"))
+        for i, raw in enumerate(notebooks):
+            (folder / f"{i}.ipynb").write_bytes(raw)
+        return subprocess.Popen(
+            [sys.executable, "-m", "nbtrack.signing", str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not killed with the kernel's process group
+        )
+    except OSError as exc:  # never fail a run for a signature
+        log.debug("nbtrack: notebooks not signed: %s", exc)
+        return None
 
 
 def sign_notebook_bytes(raw: bytes) -> None:
@@ -105,3 +111,17 @@ def sign_notebook(nb_dict: dict[str, Any]) -> None:
         log.debug("nbtrack: notebook not signed (not JSON): %s", exc)
         return
     sign_notebook_bytes(raw)
+
+
+def _main(folder: str) -> int:
+    """``python -m nbtrack.signing FOLDER``: sign every ``*.ipynb`` in FOLDER, then remove it."""
+    try:
+        for path in sorted(Path(folder).glob("*.ipynb")):
+            sign_notebook_bytes(path.read_bytes())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1]))

@@ -132,7 +132,7 @@ class Tracker:
         self.runs_started = 0
         #: The store of the last run that ended (``%track show`` without a run id, the card).
         self.last_store: Any = None
-        #: The signing of the last run's notebooks (a Future; tests wait on it).
+        #: The process signing the last run's notebooks (tests wait on it).
         self.signing: Any = None
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ class Tracker:
         store.end_active_run(active.run_id, status)
         from nbtrack.signing import sign_later
 
-        # After logging (the logged bytes are untouched), in the background (nbformat's import).
+        # After logging (the logged bytes are untouched), in a detached process (nbformat's import).
         self.signing = sign_later([files[name] for name in _SIGNED if name in files])
         summary = self._summary(active, status, run)
         self.last, self.last_store = summary, store
