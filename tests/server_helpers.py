@@ -140,7 +140,9 @@ class ServerProcess:
             method=method,
             headers={"Authorization": f"token {self.token}"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        # Generous: the first call into a fresh server process imports mlflow (5 s idle, far more
+        # on a loaded CI machine).
+        with urllib.request.urlopen(request, timeout=180) as response:
             return json.loads(response.read())
 
 
