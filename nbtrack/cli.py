@@ -153,6 +153,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 (f"data-{r['data_status']}", r["data_status"] in ("modified", "missing")),
                 ("out-of-order", r["out_of_order"]),
                 (f"replay-of:{(r['replay_of'] or '')[:8]}:{r['replay_verdict'] or '?'}", r["replay_of"]),
+                (f"on-host:{r.get('running_on')}", r.get("running_on")),
             )
             if on
         ]
@@ -178,9 +179,18 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from nbtrack.orphans import OWNER_HOST, end_orphans_quietly, hostname
+
     store, _, rel = _context(args, args.notebook)
+    # Runs whose kernel died on this host are ended KILLED before they are listed.
+    end_orphans_quietly(store, by="`nbtrack runs`")
     runs, _token = store.search_runs(notebook=rel, experiment=args.experiment, max_results=args.max)
     rows = [run_row(r) for r in runs]
+    here = hostname()
+    for row, run in zip(rows, runs, strict=True):
+        owner = run.data.tags.get(OWNER_HOST)
+        if row["status"] == "RUNNING" and owner and owner != here:
+            row["running_on"] = owner  # RUNNING as far as anyone here can tell: its kernel is there
     if args.json:
         print(json.dumps(rows, indent=1))
     elif not rows:

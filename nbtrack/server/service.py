@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from nbtrack import __version__
 from nbtrack.config import NbtrackConfig
 from nbtrack.errors import NotebookError, StoreError, UsageError
+from nbtrack.orphans import end_orphans_quietly
 from nbtrack.replayer import ENVS, MODES
 from nbtrack.server.errors import NotFoundError, OutsideRootError
 from nbtrack.server.jobs import JobManager, ReplaySpec
@@ -150,6 +151,8 @@ class NbtrackService:
         }
         if target.store is None:  # no run was ever tracked here: nothing to list, nothing created
             return page
+        if not page_token:  # first page: runs whose kernel died on this host are ended KILLED first
+            end_orphans_quietly(target.store, by="the JupyterLab panel")
         try:
             runs, token = target.store.search_runs(
                 notebook=target.notebook,

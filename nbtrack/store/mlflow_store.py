@@ -19,6 +19,7 @@ from typing import Any
 from nbtrack.errors import ConfigError, RunNotFoundError, SnapshotError, StoreError
 from nbtrack.models import Snapshot
 from nbtrack.redact import strip_url_credentials
+from nbtrack.store.sqlite import is_locked_error, retry_locked
 
 #: Artifacts nbtrack writes live under this folder of a run.
 ARTIFACT_DIR = "nbtrack"
@@ -96,9 +97,10 @@ class MlflowStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlflow.tracking import MlflowClient  # heavy; kept out of %load_ext
+            from nbtrack.store.sqlite import open_client
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            # A SQLite store is created and migrated under a file lock (kernels starting together).
+            self._client = open_client(self.uri)
         return self._client
 
     # --- writing ---------------------------------------------------------------------------------
@@ -115,7 +117,10 @@ class MlflowStore:
                 return str(exp.experiment_id)
             location = self.artifact_root.as_uri() if self.artifact_root else None
             try:
-                return str(self.client.create_experiment(name, artifact_location=location))
+                created = retry_locked(
+                    lambda: self.client.create_experiment(name, artifact_location=location), name
+                )
+                return str(created)
             except Exception:
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
@@ -128,6 +133,7 @@ class MlflowStore:
 
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         with translate_errors("starting the MLflow run"):
+            self.client  # noqa: B018 - opens (creates, migrates) the store safely before the fluent API
             mlflow.set_tracking_uri(self.uri)
             active = mlflow.active_run()
             if active is not None:
@@ -137,7 +143,10 @@ class MlflowStore:
                     f"MLflow run {active.info.run_id} is already active; end it with "
                     "mlflow.end_run() before %track start"
                 )
-            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+            run = retry_locked(
+                lambda: mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags),
+                "starting the MLflow run",
+            )
             return str(run.info.run_id)
 
     def end_active_run(self, run_id: str, status: str) -> None:
@@ -146,9 +155,14 @@ class MlflowStore:
         with translate_errors(f"ending run {run_id}"):
             active = mlflow.active_run()
             if active is not None and active.info.run_id == run_id:
-                mlflow.end_run(status=status)
-            else:
-                self.client.set_terminated(run_id, status=status)
+                try:
+                    mlflow.end_run(status=status)  # leaves the fluent API's run stack, then ends it
+                    return
+                except Exception as exc:
+                    if not is_locked_error(exc):
+                        raise
+            # (end_run has already left the stack when its write found the database locked)
+            retry_locked(lambda: self.client.set_terminated(run_id, status=status), f"ending run {run_id}")
 
     def log_params_and_tags(
         self, run_id: str, params: dict[str, str], tags: dict[str, str], existing: dict[str, str]
@@ -158,7 +172,8 @@ class MlflowStore:
 
         with translate_errors(f"logging params of run {run_id}"):
             new = [Param(k[:250], v[:6000]) for k, v in params.items() if k[:250] not in existing]
-            self.client.log_batch(run_id, params=new, tags=[RunTag(k, v[:8000]) for k, v in tags.items()])
+            run_tags = [RunTag(k, v[:8000]) for k, v in tags.items()]
+            retry_locked(lambda: self.client.log_batch(run_id, params=new, tags=run_tags), "logging params")
 
     def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
         """Log ``files`` (name -> bytes) as artifacts under ``nbtrack/``, in one call."""
@@ -188,7 +203,7 @@ class MlflowStore:
             for d in datasets
         ]
         with translate_errors(f"logging datasets of run {run_id}"):
-            self.client.log_inputs(run_id, datasets=inputs)
+            retry_locked(lambda: self.client.log_inputs(run_id, datasets=inputs), "logging datasets")
 
     # --- reading ---------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Any:
@@ -220,6 +235,7 @@ class MlflowStore:
 
         with tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp:
             try:
+                self.client  # noqa: B018 - opens the store safely before MLflow's own lookup
                 path = download_artifacts(
                     run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/{name}", dst_path=tmp, tracking_uri=self.uri
                 )
@@ -243,8 +259,9 @@ class MlflowStore:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
+        run_tags = [RunTag(k, v[:8000]) for k, v in tags.items()]
         with translate_errors(f"tagging run {run_id}"):
-            self.client.log_batch(run_id, tags=[RunTag(k, v[:8000]) for k, v in tags.items()])
+            retry_locked(lambda: self.client.log_batch(run_id, tags=run_tags), f"tagging run {run_id}")
 
     def search_runs(
         self,
@@ -254,12 +271,19 @@ class MlflowStore:
         max_results: int = 100,
         page_token: str | None = None,
         tags: dict[str, str] | None = None,
+        status: str | None = None,
+        experiment_ids: list[str] | None = None,
     ) -> tuple[list[Any], str | None]:
-        """Runs tracked by nbtrack, newest first, filtered server-side (never a scan of all runs)."""
+        """Runs tracked by nbtrack, newest first, filtered server-side (never a scan of all runs).
+
+        ``experiment_ids`` (instead of ``experiment``'s name, or all active experiments) saves a query.
+        """
         from mlflow.entities import ViewType
 
         with translate_errors("searching runs"):
-            if experiment:
+            if experiment_ids is not None:
+                ids = list(experiment_ids)
+            elif experiment:
                 exp = self.client.get_experiment_by_name(experiment)
                 if exp is None:
                     return [], None
@@ -271,6 +295,8 @@ class MlflowStore:
             if not ids:
                 return [], None
             filters = ["tags.`nbtrack.schema_version` != ''"]
+            if status:
+                filters.append(f"attributes.status = '{status}'")
             wanted = {**(tags or {}), **({"mlflow.source.name": notebook} if notebook else {})}
             for key, value in wanted.items():
                 if "'" in value or "`" in key:
@@ -284,6 +310,23 @@ class MlflowStore:
                 page_token=page_token,
             )
             return list(page), page.token
+
+    def mark_killed(self, run_id: str, end_time_ms: int, reason: str) -> None:
+        """End a run whose kernel died: ``KILLED`` at ``end_time_ms``, with ``nbtrack.killed_reason``.
+
+        The tag goes first: a process dying between the two leaves a RUNNING run the next look ends.
+        """
+        from mlflow.entities import RunTag
+
+        with translate_errors(f"ending orphaned run {run_id}"):
+            retry_locked(
+                lambda: self.client.log_batch(run_id, tags=[RunTag("nbtrack.killed_reason", reason[:8000])]),
+                f"tagging run {run_id}",
+            )
+            retry_locked(
+                lambda: self.client.set_terminated(run_id, status="KILLED", end_time=end_time_ms),
+                f"ending run {run_id}",
+            )
 
     def run_url(self, run: Any) -> str:
         """Where a person sees the run: the server's page, or the command that opens the UI."""

@@ -1,0 +1,126 @@
+"""Runs whose kernel died: found and ended ``KILLED`` instead of staying ``RUNNING`` forever.
+
+A kernel killed in the middle of a tracked run (SIGKILL, OOM killer, a crashed machine) never reaches
+``%track stop``: its run keeps MLflow's status ``RUNNING`` and its start snapshot. At ``%track start``
+nbtrack records who owns the run, as tags::
+
+    nbtrack.owner.host      the host name of the kernel
+    nbtrack.owner.pid       the kernel's process id
+    nbtrack.owner.started   the kernel process's start time (epoch seconds), which tells a reused
+                            pid apart from the kernel's
+
+An *orphan* is a ``RUNNING`` nbtrack run owned by a process on this host that no longer exists (or
+is a zombie, or whose pid now belongs to a process started at another time). Runs owned by another
+host are left alone: from here nobody can tell whether that kernel is alive. Runs from before these
+tags existed are left alone too.
+
+:func:`end_orphans` finds them with one server-side MLflow search (``attributes.status = 'RUNNING'``
+and the owner-host tag; never a scan of all runs), ends each with ``KILLED`` at its last known
+activity (the latest metric it logged, else its start) and tags why (``nbtrack.killed_reason``). It
+runs at every ``%track start`` (the start's own experiment), before ``nbtrack runs`` and before the
+server extension lists runs (every active experiment).
+
+Example:
+    >>> end_orphans(MlflowStore.for_project(Path("."), NbtrackConfig()))  # doctest: +SKIP
+    ['3f2a9c41e0b84d0f9b6a2c1d7e5f4a3b']
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from functools import cache
+from typing import Any
+
+log = logging.getLogger("nbtrack.orphans")
+
+OWNER_HOST = "nbtrack.owner.host"
+OWNER_PID = "nbtrack.owner.pid"
+OWNER_STARTED = "nbtrack.owner.started"
+KILLED_REASON = "nbtrack.killed_reason"
+#: A process's start time as two readings may round it (psutil derives it from clock ticks).
+_START_TOLERANCE_S = 1.0
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+@cache
+def owner_tags() -> dict[str, str]:
+    """The tags naming this process as the owner of the runs it starts.
+
+    Example:
+        >>> sorted(owner_tags())
+        ['nbtrack.owner.host', 'nbtrack.owner.pid', 'nbtrack.owner.started']
+    """
+    import psutil  # imported by mlflow already; kept out of %load_ext
+
+    pid = os.getpid()
+    return {
+        OWNER_HOST: hostname(),
+        OWNER_PID: str(pid),
+        OWNER_STARTED: f"{psutil.Process(pid).create_time():.2f}",
+    }
+
+
+def owner_gone(tags: dict[str, str]) -> str | None:
+    """Why the run's owner process is gone ("process 123 no longer exists"), or None when it may
+    still be running (alive, on another host, or the tags do not say)."""
+    import psutil
+
+    host, pid, started = tags.get(OWNER_HOST), tags.get(OWNER_PID), tags.get(OWNER_STARTED)
+    if host != hostname() or not pid or not pid.isdigit():
+        return None
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return f"kernel process {pid} on {host} has exited (a zombie not yet reaped)"
+        if started and abs(proc.create_time() - float(started)) > _START_TOLERANCE_S:
+            return f"kernel process {pid} on {host} has exited (its pid now belongs to another process)"
+    except psutil.NoSuchProcess:
+        return f"kernel process {pid} on {host} no longer exists"
+    except (psutil.Error, ValueError):  # access denied, odd tag: assume alive, touch nothing
+        return None
+    return None
+
+
+def last_activity_ms(run: Any) -> int:
+    """The run's last known activity: its latest logged metric, else its start (epoch ms)."""
+    metric_times = [int(m.timestamp) for m in getattr(run.data, "_metric_objs", None) or []]
+    return max([int(run.info.start_time or 0), *metric_times])
+
+
+def end_orphans(store: Any, *, experiment_ids: list[str] | None = None, by: str = "nbtrack") -> list[str]:
+    """End this host's orphaned runs ``KILLED``; returns their ids.
+
+    ``experiment_ids`` limits the search (``%track start`` passes its own experiment: one query);
+    None searches every active experiment. ``by`` names who noticed, for the reason tag.
+    """
+    runs, _ = store.search_runs(
+        experiment_ids=experiment_ids,
+        status="RUNNING",
+        tags={OWNER_HOST: hostname()},
+        max_results=200,
+    )
+    ended = []
+    for run in runs:
+        tags = dict(run.data.tags)
+        reason = owner_gone(tags)
+        if reason is None:
+            continue
+        store.mark_killed(run.info.run_id, last_activity_ms(run), f"{reason}; ended KILLED by {by}")
+        ended.append(run.info.run_id)
+    if ended:
+        log.info("ended %d orphaned run(s) KILLED: %s", len(ended), ", ".join(ended))
+    return ended
+
+
+def end_orphans_quietly(store: Any, **kwargs: Any) -> list[str]:
+    """:func:`end_orphans`, but never failing its caller (a start, a listing): errors are logged."""
+    try:
+        return end_orphans(store, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - housekeeping must not fail a run or a listing
+        log.debug("looking for orphaned runs failed: %s", exc)
+        return []
