@@ -7,6 +7,7 @@ config file sets the value.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -72,6 +73,16 @@ class NbtrackConfig(Configurable):  # type: ignore[misc]
         ),
     ).tag(config=True)
 
+    redact_value_patterns = List(
+        Unicode(),
+        help=(
+            "Extra regular expressions for secret values, redacted wherever nbtrack records text "
+            "(environment, tags, params, snapshot.json, notebooks, git.diff); a group named `secret` "
+            "narrows the redaction to that part. Env: NBTRACK_REDACT_VALUES (a JSON list, or one "
+            "regex per line)."
+        ),
+    ).tag(config=True)
+
     server_timeout = Float(
         1.0, help="Seconds to wait for a Jupyter server when asking it for the notebook's path."
     ).tag(config=True)
@@ -113,6 +124,22 @@ class NbtrackConfig(Configurable):  # type: ignore[misc]
     def _default_redact_env_patterns(self) -> list[str]:
         raw = _env("NBTRACK_REDACT_ENV") or ""
         return [p.strip() for p in raw.split(",") if p.strip()]
+
+    @default("redact_value_patterns")
+    def _default_redact_value_patterns(self) -> list[str]:
+        return _patterns_from_env(_env("NBTRACK_REDACT_VALUES") or "")
+
+
+def _patterns_from_env(raw: str) -> list[str]:
+    """``NBTRACK_REDACT_VALUES``: a JSON list of regexes, else one regex per line (commas are regex)."""
+    if raw.lstrip().startswith("["):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
+            return [p for p in parsed if p]
+    return [line.strip() for line in raw.splitlines() if line.strip()]
 
 
 def load_config(parent_config: Any = None) -> NbtrackConfig:

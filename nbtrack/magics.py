@@ -32,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing and exiting the kernel."""
 
     def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # one line, also when an argument held a newline
         raise IPythonUsageError(f"%track: {message}. Usage: {USAGE.splitlines()[0]}")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:

@@ -413,6 +413,21 @@ def _replay(result: ReplayResult, o: _Options) -> None:
     result.workspace = str(workspace.base) if o.keep_workspace else None
     try:
         result.risks.extend(workspace.risks)
+        redacted = (nb_section.data.get("redacted") or {}).get("notebook.ipynb")
+        if redacted:
+            # The stored copy lost its secrets; the checkout has the original when it is the same file.
+            sha = nb_section.data.get("sha256")
+            unredacted = _original_notebook(workspace.project / relpath, sha) if relpath else None
+            if unredacted is not None and as_recorded is not None:
+                as_recorded, notebook = unredacted, json.loads(unredacted)
+                recorded_cells = [cell_source(c) for c in code_cells(notebook)]
+            else:
+                cells = sorted({f["cell"] + 1 for f in redacted if f.get("cell") is not None})
+                result.risks.append(
+                    f"secrets were redacted from the recorded notebook (cells {cells}) and the checkout "
+                    "lacks the original; the replay runs [REDACTED] in their place: read secrets from "
+                    "environment variables instead of writing them into cells"
+                )
         recorded_outputs = snap.section("data").data.get("outputs", [])
         status_at_record = {out["path"]: out.get("status") for out in recorded_outputs}
         result.data = [
@@ -560,6 +575,17 @@ def _replay(result: ReplayResult, o: _Options) -> None:
             workspace.cleanup()
 
 
+def _original_notebook(path: Path, sha256: str | None) -> str | None:
+    """The notebook at ``path`` when it is byte for byte the one recorded (``sha256``), else None."""
+    import hashlib
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    return raw.decode("utf-8") if sha256 and hashlib.sha256(raw).hexdigest() == sha256 else None
+
+
 def _recorded_kernel(notebook: dict[str, Any]) -> str:
     """The notebook's kernelspec when this machine has it, else ``python3``."""
     name = str(((notebook.get("metadata") or {}).get("kernelspec") or {}).get("name") or "python3")
@@ -576,16 +602,24 @@ def _recorded_kernel(notebook: dict[str, Any]) -> str:
 
 def _log_replay(store: Any, result: ReplayResult, output: Path | None) -> None:
     """The verdict on the replay run: a tag for lists, the result and the report as artifacts."""
+    from nbtrack.config import load_config
+    from nbtrack.redact import policy
     from nbtrack.reports import html_report
 
     assert result.replay_run_id is not None
-    data = result.to_dict()
+    # Like everything nbtrack logs, through the redaction policy: the replay may have run the
+    # original notebook, secrets included, from the checkout.
+    redactor = policy(load_config())
+    data = redactor.tree(json.loads(json.dumps(result.to_dict(), default=str)))
     files = {
         "replay/verdict.json": json.dumps(data, indent=1, default=str).encode(),
         "replay/report.html": html_report([data]).encode(),
     }
     if output is not None:
-        files["replay/output.ipynb"] = output.read_bytes()
+        raw = output.read_bytes()
+        safe, found = redactor.notebook(json.loads(raw))
+        safe_text = json.dumps(safe, indent=1, ensure_ascii=False) + "\n"
+        files["replay/output.ipynb"] = safe_text.encode() if found else raw
         sign_notebook_bytes(files["replay/output.ipynb"])  # opens trusted: outputs render as recorded
     store.set_tags(result.replay_run_id, {"nbtrack.replay.verdict": result.verdict})
     store.log_files(result.replay_run_id, files)

@@ -12,9 +12,10 @@ run: a read-only data dir or a locked/corrupt database is logged at debug level 
 
 ``import nbformat`` costs 1.3-2.5 s (its jsonschema validation compiles a grammar at import), and
 more on a loaded machine: far more than a whole ``%track stop``. So a kernel does not sign itself:
-:func:`sign_later` hands the logged bytes to a detached ``python -m nbtrack.signing`` process (a few
-milliseconds to spawn), which signs them shortly after the stop and outlives a kernel shut down right
-after its last stop, as under papermill. A process that already has nbformat (replay) signs in place
+:func:`sign_later` hands the logged bytes to a detached ``python -m nbtrack.signing`` process, one
+per kernel, started at its first stop (a few milliseconds to spawn; its nbformat import runs beside
+the kernel). It signs shortly after each stop and outlives a kernel shut down right after its last
+stop, as under papermill. A process that already has nbformat (replay) signs in place
 with :func:`sign_notebook`.
 
 Example:
@@ -29,10 +30,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("nbtrack.signing")
+
+_lock = threading.Lock()
+_signer: subprocess.Popen[bytes] | None = None
 
 
 class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -44,25 +49,42 @@ class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 def sign_later(notebooks: list[bytes]) -> subprocess.Popen[bytes] | None:
-    """Sign each serialized notebook in a detached process; returns it (None if it cannot start).
+    """Sign each serialized notebook in this kernel's signer process; returns it (None: not signed).
+
+    The signer is started at the first call (one ``import nbformat`` per kernel, not per run) and
+    reads folders of notebooks from its stdin; it finishes its queue and exits when the kernel
+    closes the pipe or dies.
 
     Example:
-        >>> sign_later([Path("history.ipynb").read_bytes()]).wait()  # doctest: +SKIP
-        0
+        >>> sign_later([Path("history.ipynb").read_bytes()])  # doctest: +SKIP
+        <Popen: returncode: None args: [...]>
     """
+    global _signer  # one signer per kernel process
     if not notebooks:
         return None
     try:
         folder = Path(tempfile.mkdtemp(prefix="nbtrack-sign-"))
         for i, raw in enumerate(notebooks):
             (folder / f"{i}.ipynb").write_bytes(raw)
-        return subprocess.Popen(
-            [sys.executable, "-m", "nbtrack.signing", str(folder)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # not killed with the kernel's process group
-        )
+        with _lock:
+            for _ in range(2):  # a signer that died (killed, crashed) is replaced once
+                if _signer is None or _signer.poll() is not None:
+                    _signer = subprocess.Popen(
+                        [sys.executable, "-m", "nbtrack.signing"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,  # not killed with the kernel's process group
+                    )
+                assert _signer.stdin is not None
+                try:
+                    _signer.stdin.write(f"{folder}\n".encode())
+                    _signer.stdin.flush()
+                    return _signer
+                except BrokenPipeError:
+                    _signer = None
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
     except OSError as exc:  # never fail a run for a signature
         log.debug("nbtrack: notebooks not signed: %s", exc)
         return None
@@ -113,15 +135,20 @@ def sign_notebook(nb_dict: dict[str, Any]) -> None:
     sign_notebook_bytes(raw)
 
 
-def _main(folder: str) -> int:
-    """``python -m nbtrack.signing FOLDER``: sign every ``*.ipynb`` in FOLDER, then remove it."""
-    try:
-        for path in sorted(Path(folder).glob("*.ipynb")):
-            sign_notebook_bytes(path.read_bytes())
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def _main() -> int:
+    """``python -m nbtrack.signing``: for each folder read from stdin, sign its ``*.ipynb`` files,
+    then remove the folder; exit at end of input."""
+    for line in sys.stdin:
+        folder = line.strip()
+        if not folder:
+            continue
+        try:
+            for path in sorted(Path(folder).glob("*.ipynb")):
+                sign_notebook_bytes(path.read_bytes())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1]))
+    raise SystemExit(_main())

@@ -25,7 +25,8 @@ from nbtrack.capture.locate import NotebookLocation, find_project_root, locate_n
 from nbtrack.config import NbtrackConfig
 from nbtrack.errors import UsageError
 from nbtrack.models import SCHEMA_VERSION, Section, Snapshot
-from nbtrack.redact import strip_url_credentials
+from nbtrack.orphans import end_orphans_quietly, owner_tags
+from nbtrack.redact import policy
 
 if TYPE_CHECKING:
     from nbtrack.capture.notebook import LiveNotebook
@@ -132,6 +133,8 @@ class Tracker:
         self.runs_started = 0
         #: The store of the last run that ended (``%track show`` without a run id, the card).
         self.last_store: Any = None
+        #: Redacted sections (JSON) by their JSON before redaction: see :meth:`_redacted`.
+        self._redaction_memo: dict[str, str] = {}
         #: The process signing the last run's notebooks (tests wait on it).
         self.signing: Any = None
 
@@ -217,9 +220,16 @@ class Tracker:
                 run_tags["nbtrack.replay_of"] = str(replay["replay_of"])
                 run_tags["nbtrack.replay_id"] = str(replay.get("replay_id", ""))
             run_tags.update(tags or {})
+            run_tags = policy(self.config).tree(run_tags)  # --tag values are the user's free text
             key = (store.uri, exp_name)
             exp_id = self._experiments.get(key) or store.experiment_id(exp_name)
             self._experiments[key] = exp_id
+            # Name this process as the run's owner (once it is gone, the run is an orphan), and end
+            # this host's orphans of the experiment KILLED (one search, at the kernel's first start, never
+            # failing it).
+            run_tags.update(owner_tags())
+            if self.runs_started == 0:  # once per kernel: a new kernel is what follows a killed one
+                end_orphans_quietly(store, experiment_ids=[exp_id], by="%track start")
             started = time.time()
             try:
                 run_id = store.start_active_run(exp_id, name, run_tags)
@@ -335,12 +345,15 @@ class Tracker:
 
     # --- snapshot and tags -----------------------------------------------------------------------
     def _snapshot(self, active: ActiveRun, *, phase: str, status: str | None = None) -> Snapshot:
+        """The snapshot to log, every string in it through the redaction policy (provider data,
+        problems and reasons quoting foreign errors, parameters the user logged, the URI)."""
+        redactor = policy(self.config)
         run = {
             "run_id": active.run_id,
             "run_name": active.run_name,
             "experiment": active.experiment,
             "experiment_id": active.experiment_id,
-            "tracking_uri": strip_url_credentials(active.store.uri),
+            "tracking_uri": redactor.url(active.store.uri),
             "project_root": str(active.ctx.project_root),
             "cwd": str(active.ctx.cwd),
             "started": _now_iso(active.started),
@@ -352,7 +365,25 @@ class Tracker:
             run["replay_of"] = replay["replay_of"]
         if phase == "end":
             run.update(ended=_now_iso(), status=status)
-        return Snapshot(run=run, sections=dict(active.sections), nbtrack_version=__version__)
+        sections = {name: self._redacted(redactor, section) for name, section in active.sections.items()}
+        # Through JSON first: its default=str turns paths and other objects into strings to scan.
+        clean_run = redactor.tree(json.loads(json.dumps(run, default=str)))
+        return Snapshot(run=clean_run, sections=sections, nbtrack_version=__version__)
+
+    def _redacted(self, redactor: Any, section: Section) -> Section:
+        """``section`` with every string through the redaction policy, remembered by content.
+
+        The environment and git sections come out the same at a run's start and end and from one
+        run to the next; walking their few thousand strings again cost ~30 ms a snapshot.
+        """
+        text = json.dumps(section.to_dict(), sort_keys=True, default=str)
+        clean = self._redaction_memo.get(text)
+        if clean is None:
+            clean = json.dumps(redactor.tree(json.loads(text)))
+            if len(self._redaction_memo) >= 16:
+                self._redaction_memo.pop(next(iter(self._redaction_memo)))
+            self._redaction_memo[text] = clean
+        return Section.from_dict(json.loads(clean))
 
     def _start_tags(self, loc: NotebookLocation, root: Path, sections: dict[str, Section]) -> dict[str, str]:
         tags = {

@@ -207,7 +207,7 @@ def test_credentials_never_recorded(tmp_path: Path) -> None:
     d = section.data
     assert d["remote_url"] == "https://git.example.com/team/repo.git"
     assert d["remotes"] == {
-        "backup": "ssh://backup.example.com/team/repo.git",
+        "backup": "ssh://git@backup.example.com/team/repo.git",  # a plain user is no secret
         "origin": "https://git.example.com/team/repo.git",
         "fork": "git@github.com:alice/repo.git",
     }

@@ -144,7 +144,18 @@ CORPUS = [
         "PIP_INDEX_URL",
     ),
     Case("dotenv-line-text", "text", "DB_PASSWORD=DotEnv-Pw-8\nDEBUG=1\n", "DotEnv-Pw-8"),
-]
+    Case("libpq-conninfo-value", "value", "host=db port=5432 user=app password=Lib-pq-Pw-3 dbname=app",
+         "Lib-pq-Pw-3", "PG_CONNINFO"),
+    Case("libpq-conninfo-in-code", "text", "psycopg2.connect('dbname=app user=app password=Lib-pq-Pw-4')",
+         "Lib-pq-Pw-4"),
+    Case("slack-webhook-value", "value", "https://hooks.slack.com/services/T0ABCDEFG/B0ABCDEFGHI/" + A36[:24],
+         A36[:24], "ALERTS"),
+    Case("kaggle-key-env", "env", "0123456789abcdef0123456789abcdef", "0123456789abcdef", "KAGGLE_KEY"),
+    Case("netrc-multiline-text", "text", "machine pypi.example.com\n  login build\n  password Netrc-Pw-9\n",
+         "Netrc-Pw-9"),
+    Case("password-literal-in-code", "text", 'connect(host="db", password="Typed-Pw-1")', "Typed-Pw-1"),
+    Case("token-as-url-user", "url", f"https://{GHP}@github.com/org/repo.git", GHP),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.id)
@@ -291,3 +302,67 @@ def test_strip_url_credentials_is_idempotent(scheme: str, user: str, body: str, 
 def test_urls_without_credentials_are_returned_unchanged() -> None:
     for url in ("sqlite:////tmp/proj/.nbtrack/mlflow.db", "file:///a/b", "https://h/x?a=1&b=2"):
         assert strip_url_credentials(url) == url
+
+
+def test_only_the_secret_part_goes() -> None:
+    netrc = redact_text("machine api.example.com login alice password Netrc-Pw-123")
+    assert netrc == f"machine api.example.com login alice password {REDACTED}"
+    assert redact_text("host=db user=app password=x1y2 dbname=app") == (
+        f"host=db user=app password={REDACTED} dbname=app"
+    )
+    hook = redact_text("https://hooks.slack.com/services/T0ABCDEFG/B0ABCDEFGHI/" + A36[:24])
+    assert hook == f"https://hooks.slack.com/services/{REDACTED}"
+
+
+def test_a_plain_user_is_kept_a_password_or_token_is_not() -> None:
+    assert (
+        strip_url_credentials("ssh://git@git.example.com/team/repo.git")
+        == "ssh://git@git.example.com/team/repo.git"
+    )
+    assert redact_text("ssh://git@host/x.git") == "ssh://git@host/x.git"
+    assert strip_url_credentials("ssh://git:pw@host/x.git") == "ssh://host/x.git"
+    assert strip_url_credentials("https://tok3n-value@example.com/x.git") == "https://example.com/x.git"
+    assert strip_url_credentials("https://git@example.com/x.git") == "https://git@example.com/x.git"
+
+
+def test_extra_value_patterns_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbtrack.config import NbtrackConfig
+    from nbtrack.errors import ConfigError
+    from nbtrack.redact import Redactor, policy
+
+    monkeypatch.setenv("NBTRACK_REDACT_VALUES", '["corp-[0-9a-f]{12}", "ticket=(?P<secret>\\\\w+)"]')
+    redactor = policy(NbtrackConfig())
+    assert redactor.text("id corp-0123456789ab, ticket=T1234 ok") == f"id {REDACTED}, ticket={REDACTED} ok"
+    assert redactor.env({"CORP_ID": "corp-0123456789ab"}) == {"CORP_ID": REDACTED}
+    assert redact_text("id corp-0123456789ab") == "id corp-0123456789ab"  # only where configured
+    with pytest.raises(ConfigError, match="NBTRACK_REDACT_VALUES"):
+        Redactor(value_patterns=["(unclosed"])
+
+
+def test_notebook_redaction_keeps_binary_outputs_and_reports_cells() -> None:
+    from nbtrack.redact import Redactor
+
+    png = "iVBORw0KGgo" + "AIza" + "B" * 35  # base64 that happens to look like a Google key
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "source": "# Title", "metadata": {}},
+            {
+                "cell_type": "code",
+                "source": ["x = 1\n", 'token = "abc-123"\n'],
+                "outputs": [{"output_type": "display_data", "data": {"image/png": png, "text/plain": GHP}}],
+                "metadata": {},
+            },
+        ],
+        "metadata": {"papermill": {"parameters": {"db": "postgresql://u:Pw-9@db/x"}}},
+    }
+    safe, findings = Redactor().notebook(nb)
+    cell = safe["cells"][1]
+    assert cell["source"] == ["x = 1\n", f'token = "{REDACTED}"\n']
+    assert cell["outputs"][0]["data"] == {"image/png": png, "text/plain": REDACTED}
+    assert safe["metadata"]["papermill"]["parameters"]["db"] == "postgresql://db/x"
+    assert findings == [
+        {"cell": 1, "where": "source", "kinds": ["secret-literal"]},
+        {"cell": 1, "where": "outputs", "kinds": ["github-token"]},
+        {"cell": None, "where": "metadata", "kinds": ["url-credentials"]},
+    ]
+    assert Redactor().notebook(safe)[1] == []  # nothing left to find

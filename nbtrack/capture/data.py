@@ -30,7 +30,7 @@ from typing import Any
 from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailable
 from nbtrack.capture.locate import nearest_ancestor
 from nbtrack.errors import CaptureError
-from nbtrack.redact import strip_url_credentials
+from nbtrack.redact import Redactor, policy
 
 STATUSES = ("clean", "modified", "missing", "unknown")
 # Keys whose values DVC needs as strings; plain YAML scalars there may parse as int or float.
@@ -70,7 +70,7 @@ class DataProvider:
         cache = _open(ctx, root)
         repo = cache.repo
         problems: list[str] = []
-        remote, remotes = _remotes(repo.config, problems)
+        remote, remotes = _remotes(repo.config, problems, policy(ctx.config))
         stages = _collect_stages(repo, cache.parsed, problems)
         described = (
             _describe(repo, cache, stage, out, source, problems)
@@ -164,10 +164,13 @@ def _open(ctx: CaptureContext, root: Path) -> _KernelCache:
     return cache
 
 
-def _remotes(config: Any, problems: list[str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """The default remote and every remote's URL, credentials stripped; no other config field."""
+def _remotes(
+    config: Any, problems: list[str], redactor: Redactor
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The default remote and every remote's URL, credentials stripped; no other config field
+    (``password``, ``access_key_id``, ... of ``.dvc/config.local`` are never read)."""
     remotes = {
-        str(name): strip_url_credentials(str(section.get("url", "")))
+        str(name): redactor.text(redactor.url(str(section.get("url", ""))))
         for name, section in (config.get("remote") or {}).items()
     }
     default = (config.get("core") or {}).get("remote")

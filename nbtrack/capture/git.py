@@ -17,6 +17,7 @@ import base64
 import fnmatch
 import hashlib
 import os
+import re
 import stat
 import subprocess
 import tempfile
@@ -28,7 +29,7 @@ from typing import IO, Any
 
 from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailable
 from nbtrack.errors import CaptureError
-from nbtrack.redact import looks_secret, strip_url_credentials
+from nbtrack.redact import Redactor, policy
 
 _TIMEOUT = 10.0
 _DIFF_TIMEOUT = 60.0
@@ -198,7 +199,9 @@ def new_file_patch(path: bytes, data: bytes, mode: str, object_format: str = "sh
     return head + b"--- /dev/null\n+++ " + b + tab + b"\n" + hunk + body
 
 
-def _untracked_patch(root: Path, path: bytes, max_bytes: int, object_format: str) -> tuple[bytes | None, str]:
+def _untracked_patch(
+    root: Path, path: bytes, max_bytes: int, object_format: str, redactor: Redactor
+) -> tuple[bytes | None, str]:
     """The new-file patch of one untracked path, or None and why it was left out."""
     full = os.path.join(os.fsencode(root), path)
     name = os.fsdecode(os.path.basename(path.rstrip(b"/")))
@@ -224,9 +227,39 @@ def _untracked_patch(root: Path, path: bytes, max_bytes: int, object_format: str
         return None, f"unreadable: {exc.strerror}"
     if len(data) > max_bytes:  # grew while being read
         return None, f"more than NbtrackConfig.untracked_max_file_bytes ({max_bytes}) bytes"
-    if looks_secret(data.decode("utf-8", "replace")):
+    if redactor.looks_secret(data.decode("utf-8", "replace")):
         return None, "content looks like a credential (nbtrack.redact); never stored"
     return new_file_patch(path, data, mode, object_format), ""
+
+
+_FILE_HEADER_RE = re.compile(rb"^diff --git ", re.M)
+
+
+def _drop_secret_files(patch: _Patch, redactor: Redactor) -> list[dict[str, str]]:
+    """Remove from ``patch`` (in place) each file's diff that holds a credential; what was removed.
+
+    Per file, so the rest still applies: a redacted hunk would not (its context lines must match
+    the commit), and a secret already committed is in the user's repository, not in the run.
+    """
+    if not patch.parts:
+        return []
+    text = b"".join(patch.parts)
+    starts = [m.start() for m in _FILE_HEADER_RE.finditer(text)] or [0]
+    bounds = zip(starts, [*starts[1:], len(text)], strict=True)
+    kept: list[bytes] = [text[: starts[0]]] if starts[0] else []
+    dropped: list[dict[str, str]] = []
+    for a, b in bounds:
+        piece = text[a:b]
+        if redactor.looks_secret(piece.decode("utf-8", "replace")):
+            header = piece.split(b"\n", 1)[0].decode("utf-8", "replace")
+            path = header.removeprefix("diff --git ").split(" b/", 1)[0].removeprefix("a/")
+            why = "its changes hold a credential (nbtrack.redact); never stored"
+            dropped.append({"path": path, "reason": why})
+        else:
+            kept.append(piece)
+    if dropped:
+        patch.parts = [b"".join(kept)] if kept else []
+    return dropped
 
 
 def _parse_status(out: bytes) -> tuple[dict[str, str], list[dict[str, Any]], list[bytes], list[bytes]]:
@@ -272,14 +305,15 @@ def _ahead_behind(value: str | None) -> list[int] | None:
         return None
 
 
-def _remotes(root: Path) -> dict[str, str]:
-    """``{name: url}`` of every remote, in config order, credentials stripped."""
+def _remotes(root: Path, redactor: Redactor) -> dict[str, str]:
+    """``{name: url}`` of every remote, in config order, credentials stripped (a plain user such
+    as ``git@`` stays)."""
     proc = _git(root, "config", "-z", "--get-regexp", r"^remote\..*\.url$")
     remotes: dict[str, str] = {}
     for rec in proc.stdout.split(b"\0"):
         key, _, url = rec.decode("utf-8", "replace").partition("\n")
         if key.startswith("remote.") and key.endswith(".url"):
-            remotes.setdefault(key[len("remote.") : -len(".url")], strip_url_credentials(url))
+            remotes.setdefault(key[len("remote.") : -len(".url")], redactor.text(redactor.url(url)))
     return remotes
 
 
@@ -320,7 +354,8 @@ class GitProvider:
         root = Path(toplevel)
         cfg = ctx.config
 
-        remotes = _remotes(root)
+        redactor = policy(cfg)
+        remotes = _remotes(root, redactor)
         remote_url = remotes.get("origin") or next(iter(remotes.values()), None)
 
         status = _git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
@@ -340,20 +375,18 @@ class GitProvider:
         patch = _Patch(cap=cfg.git_diff_max_bytes)
         if commit is not None and changed:
             _stream_diff(root, patch)
-        tracked_secret = patch.parts is not None and looks_secret(
-            b"".join(patch.parts).decode("utf-8", "replace")
-        )
+        secret_skipped = _drop_secret_files(patch, redactor)
         included: list[str] = []
         skipped: list[dict[str, str]] = []
         for raw in listed:
-            piece, why = _untracked_patch(root, raw, cfg.untracked_max_file_bytes, object_format)
+            piece, why = _untracked_patch(root, raw, cfg.untracked_max_file_bytes, object_format, redactor)
             if piece is None:
                 skipped.append({"path": os.fsdecode(raw), "reason": why})
             else:
                 patch.add(piece)
                 included.append(os.fsdecode(raw))
 
-        stored = patch.parts is not None and patch.size > 0
+        stored = bool(patch.parts)
         if patch.parts is None:
             reason: str | None = (
                 f"the uncommitted changes are {patch.size} bytes, over NbtrackConfig.git_diff_max_bytes "
@@ -362,6 +395,8 @@ class GitProvider:
             )
         elif patch.size == 0:
             reason = "nothing to store: the working tree matches the commit"
+        elif not stored:
+            reason = "every changed file holds a credential (nbtrack.redact); not stored"
         else:
             reason = None
         data: dict[str, Any] = {
@@ -385,12 +420,17 @@ class GitProvider:
                 "cap": cfg.git_diff_max_bytes,
                 "truncated": patch.parts is None,
                 "reason": reason,
-                "secret_suspected": tracked_secret,
+                "secret_suspected": bool(secret_skipped),
+                # Changed tracked files whose patch holds a credential: left out, never stored.
+                "secret_skipped": secret_skipped,
                 "untracked_included": included,
                 "untracked_skipped": skipped,
                 # True when applying git.diff at `commit` rebuilds every non-ignored file.
                 "complete": bool(
-                    patch.parts is not None and not skipped and len(listed) == len(untracked_raw)
+                    patch.parts is not None
+                    and not skipped
+                    and not secret_skipped
+                    and len(listed) == len(untracked_raw)
                 ),
             },
         }

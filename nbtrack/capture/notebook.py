@@ -21,6 +21,7 @@ from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailab
 from nbtrack.capture.history import ExecutedCell, history_notebook
 from nbtrack.capture.locate import NotebookLocation
 from nbtrack.errors import NotebookError
+from nbtrack.redact import Redactor, policy
 
 
 def cell_source(cell: dict[str, Any]) -> str:
@@ -285,6 +286,9 @@ class NotebookProvider:
         }
         files: dict[str, bytes] = {}
         nb: dict[str, Any] | None = None
+        redactor = policy(ctx.config)
+        # Where secrets were found and redacted, per artifact (cell index, part of the cell, kinds).
+        redacted: dict[str, list[dict[str, Any]]] = {}
         if loc.path is None:
             data["path"] = None
             data["reason"] = loc.why_unknown
@@ -306,8 +310,12 @@ class NotebookProvider:
                 kernelspec=(nb.get("metadata") or {}).get("kernelspec"),
             )
             if len(raw) <= ctx.config.notebook_max_bytes:
-                files["notebook.ipynb"] = raw
-                files["notebook.html"] = notebook_html(nb, title=loc.path.name).encode()
+                # Kept byte for byte unless it holds a secret; then only those strings change.
+                safe, found = redactor.notebook(nb)
+                files["notebook.ipynb"] = _notebook_bytes(safe) if found else raw
+                files["notebook.html"] = notebook_html(safe, title=loc.path.name).encode()
+                if found:
+                    redacted["notebook.ipynb"] = found
                 data["stored"] = True
             else:
                 data["stored"] = False
@@ -320,8 +328,10 @@ class NotebookProvider:
             meta["kernelspec"] = nb["metadata"]["kernelspec"]
         else:
             meta["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        history = history_notebook(self.executed, meta)
+        history, found = redactor.notebook(history_notebook(self.executed, meta))
         files["history.ipynb"] = json.dumps(history, indent=1).encode()
+        if found:
+            redacted["history.ipynb"] = found
         if nb is not None:
             check = check_execution(nb, self.executed)
             data["out_of_order"] = check.out_of_order
@@ -331,28 +341,33 @@ class NotebookProvider:
         else:
             data["out_of_order"] = None
         if nb is not None and self.live is not None:
-            data["live"] = self._capture_live(nb, ctx, files)
+            data["live"] = self._capture_live(nb, ctx, files, redactor, redacted)
         else:
             data["live"] = {
                 "received": False,
                 "reason": self.live_reason or "no live content from the editor",
             }
+        data["redacted"] = redacted
         if loc.path is None and not self.executed:
             raise SectionUnavailable(loc.why_unknown)
         return CaptureResult(data, files)
 
     def _capture_live(
-        self, saved: dict[str, Any], ctx: CaptureContext, files: dict[str, bytes]
+        self,
+        saved: dict[str, Any],
+        ctx: CaptureContext,
+        files: dict[str, bytes],
+        redactor: Redactor,
+        redacted: dict[str, list[dict[str, Any]]],
     ) -> dict[str, Any]:
-        """The editor's content as ``notebook.live.ipynb`` (capped like the saved one) and its differences.
-
-        No redaction: the saved notebook gets none either (secrets in cell sources or outputs are
-        the user's; nbtrack.redact covers environment variables, URLs and git content).
-        """
+        """The editor's content as ``notebook.live.ipynb`` (capped like the saved one, secrets
+        redacted) and its differences from the saved file."""
         live = self.live
         assert live is not None
-        # nbformat's own layout (indent 1, sorted keys, UTF-8), as Jupyter would have saved it.
-        raw = (json.dumps(live.notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        safe, found = redactor.notebook(live.notebook)
+        if found:
+            redacted["notebook.live.ipynb"] = found
+        raw = _notebook_bytes(safe)
         differences, edits = compare_live(saved, live.notebook, live.cell_id)
         entry: dict[str, Any] = {
             "received": True,
@@ -376,6 +391,11 @@ class NotebookProvider:
                 "raise it to keep such notebooks"
             )
         return entry
+
+
+def _notebook_bytes(nb: dict[str, Any]) -> bytes:
+    """nbformat's own layout (indent 1, sorted keys, UTF-8), as Jupyter would have saved it."""
+    return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def _relpath(path: Path, root: Path) -> str:

@@ -11,6 +11,7 @@ from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailab
 from nbtrack.capture.history import ExecutedCell
 from nbtrack.capture.locate import NotebookLocation
 from nbtrack.capture.notebook import cell_source, is_injected_parameters, read_notebook
+from nbtrack.redact import policy
 
 
 def parse_assignments(source: str) -> dict[str, Any]:
@@ -82,6 +83,9 @@ class ParametersProvider:
                 "no cell tagged `parameters` and no papermill parameters; tag a cell `parameters` "
                 "to record its values"
             )
+        # Logged as MLflow params too: a secret-named or secret-shaped value never is.
+        redactor = policy(ctx.config)
+        defaults, injected = redactor.params(defaults), redactor.params(injected)
         return CaptureResult(
             {
                 "cell_index": cell_index,
