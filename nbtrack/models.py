@@ -94,12 +94,19 @@ class Snapshot:
                 f"{source} has schema version {version!r}, this nbtrack reads version "
                 f"{SCHEMA_VERSION}; upgrade nbtrack (pip install -U nbtrack) to read it"
             )
-        sections = {
-            str(name): Section.from_dict({"name": name, **body})
-            for name, body in (raw.get("sections") or {}).items()
-        }
+        bodies, run = raw.get("sections") or {}, raw.get("run") or {}
+        if not isinstance(bodies, dict) or not all(isinstance(b, dict) for b in bodies.values()):
+            raise SnapshotError(f"{source} has malformed sections; the run's snapshot is damaged")
+        if not isinstance(run, dict):
+            raise SnapshotError(f"{source} has a malformed run entry; the run's snapshot is damaged")
+        try:
+            sections = {str(name): Section.from_dict({"name": name, **body}) for name, body in bodies.items()}
+        except (TypeError, ValueError) as exc:
+            raise SnapshotError(
+                f"{source} has a malformed section ({exc}); the run's snapshot is damaged"
+            ) from exc
         return cls(
-            run=dict(raw.get("run") or {}),
+            run=dict(run),
             sections=sections,
             schema_version=SCHEMA_VERSION,
             nbtrack_version=str(raw.get("nbtrack_version", "")),

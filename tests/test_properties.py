@@ -62,6 +62,26 @@ def test_snapshot_round_trips_through_json(
 
 
 @FAST
+@given(value=_JSON)
+def test_any_other_document_is_a_snapshot_error(value: Any) -> None:
+    from nbtrack.errors import SnapshotError
+
+    # Given a document of the right version whose run or sections are anything at all
+    for doc in (
+        {"schema_version": SCHEMA_VERSION, "run": value, "sections": {}},
+        {"schema_version": SCHEMA_VERSION, "run": {}, "sections": value},
+        {"schema_version": SCHEMA_VERSION, "run": {}, "sections": {"data": value}},
+        {"schema_version": SCHEMA_VERSION, "run": {}, "sections": {"data": {"duration_ms": value}}},
+        value,
+    ):
+        # Then reading it gives a snapshot or a SnapshotError, never another exception
+        try:
+            Snapshot.from_json(json.dumps(doc))
+        except SnapshotError as exc:
+            assert "\n" not in str(exc)
+
+
+@FAST
 @given(version=st.integers() | _TEXT | st.none())
 def test_snapshot_of_another_schema_version_is_refused(version: Any) -> None:
     from nbtrack.errors import SnapshotError
