@@ -286,6 +286,29 @@ def test_data_modified_when_recorded_is_a_risk(project: Path, tmp_path: Path) ->
     ws.cleanup()
 
 
+def test_a_change_holding_a_credential_is_a_named_risk(project: Path, tmp_path: Path) -> None:
+    # Given a run recorded while a committed file held an uncommitted token (left out of git.diff)
+    write(project / "settings.py", "TOKEN = None\n")
+    write(project / "util.py", "X = 1\n")
+    git(project, "add", "settings.py", "util.py")
+    git(project, "commit", "-q", "-m", "settings")
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    write(project / "settings.py", f"TOKEN = '{token}'\n")
+    write(project / "util.py", "X = 2\n")
+    snap, diff = record(project)
+    assert token not in (diff or b"").decode()
+    # When its workspace is built
+    ws = build(snap, diff, project, tmp_path)
+    # Then the replay says which file runs at its committed version
+    assert ws.risks == [
+        "changes to files holding credentials were left out of git.diff, so the replay runs their "
+        "committed version: settings.py"
+    ]
+    assert (ws.repo / "settings.py").read_text() == "TOKEN = None\n"
+    assert (ws.repo / "util.py").read_text() == "X = 2\n"  # the rest of the diff applied
+    ws.cleanup()
+
+
 def test_a_commit_the_source_lacks_cannot_be_replayed(project: Path, tmp_path: Path) -> None:
     snap, diff = record(project)
     commit = snap.section("git").data["commit"]

@@ -180,11 +180,22 @@ def _git_section(snapshot: Snapshot, git_diff: bytes | None) -> tuple[dict[str, 
             f"{str(commit)[:12]} without them"
         )
     elif not diff.get("complete", True):
-        listed = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        risks.append(
-            f"untracked files were left out of git.diff, so the replay lacks them: {listed or 'some'}"
-        )
+        secret = [str(s.get("path")) for s in diff.get("secret_skipped") or []]
+        if secret:
+            risks.append(
+                "changes to files holding credentials were left out of git.diff, so the replay runs "
+                f"their committed version: {_some(secret)}"
+            )
+        if skipped or not secret:
+            listed = _some(skipped) or "some"
+            risks.append(f"untracked files were left out of git.diff, so the replay lacks them: {listed}")
     return git_data, risks
+
+
+def _some(items: list[str], shown: int = 5) -> str:
+    """The first few items, and how many more."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _git(
