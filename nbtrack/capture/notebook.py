@@ -248,6 +248,16 @@ def check_execution(nb: dict[str, Any], executed: Sequence[ExecutedCell]) -> Exe
     return ExecutionCheck(bool(reasons), reasons[:20], edited, missing)
 
 
+def _over_cap(what: str, size: int, cap: int) -> str | None:
+    """Why a notebook of ``size`` bytes is not stored (over ``notebook_max_bytes``), else None."""
+    if size <= cap:
+        return None
+    return (
+        f"{what} is {size} bytes, over NbtrackConfig.notebook_max_bytes ({cap}); "
+        "raise it to keep such notebooks"
+    )
+
+
 class NotebookProvider:
     """Captures the saved notebook, its HTML rendering, the execution history and the live content.
 
@@ -309,20 +319,17 @@ class NotebookProvider:
                 code_cells=len(cells),
                 kernelspec=(nb.get("metadata") or {}).get("kernelspec"),
             )
-            if len(raw) <= ctx.config.notebook_max_bytes:
+            over = _over_cap("notebook", len(raw), ctx.config.notebook_max_bytes)
+            data["stored"] = over is None
+            if over is None:
                 # Kept byte for byte unless it holds a secret; then only those strings change.
                 safe, found = redactor.notebook(nb)
                 files["notebook.ipynb"] = _notebook_bytes(safe) if found else raw
                 files["notebook.html"] = notebook_html(safe, title=loc.path.name).encode()
                 if found:
                     redacted["notebook.ipynb"] = found
-                data["stored"] = True
             else:
-                data["stored"] = False
-                data["stored_reason"] = (
-                    f"notebook is {len(raw)} bytes, over NbtrackConfig.notebook_max_bytes "
-                    f"({ctx.config.notebook_max_bytes}); raise it to keep such notebooks"
-                )
+                data["stored_reason"] = over
         meta: dict[str, Any] = {"language_info": language}
         if nb is not None and (nb.get("metadata") or {}).get("kernelspec"):
             meta["kernelspec"] = nb["metadata"]["kernelspec"]
@@ -380,16 +387,12 @@ class NotebookProvider:
             "size": len(raw),
             "sha256": hashlib.sha256(raw).hexdigest(),
         }
-        cap = ctx.config.notebook_max_bytes
-        if len(raw) <= cap:
+        over = _over_cap("live notebook", len(raw), ctx.config.notebook_max_bytes)
+        entry["stored"] = over is None
+        if over is None:
             files["notebook.live.ipynb"] = raw
-            entry["stored"] = True
         else:
-            entry["stored"] = False
-            entry["stored_reason"] = (
-                f"live notebook is {len(raw)} bytes, over NbtrackConfig.notebook_max_bytes ({cap}); "
-                "raise it to keep such notebooks"
-            )
+            entry["stored_reason"] = over
         return entry
 
 
