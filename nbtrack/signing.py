@@ -16,7 +16,7 @@ more on a loaded machine: far more than a whole ``%track stop``. So a kernel doe
 per kernel, started at its first stop (a few milliseconds to spawn; its nbformat import runs beside
 the kernel). It signs shortly after each stop and outlives a kernel shut down right after its last
 stop, as under papermill. A process that already has nbformat (replay) signs in place
-with :func:`sign_notebook`.
+with :func:`sign_notebook_bytes`.
 
 Example:
     >>> sign_notebook_bytes(Path("history.ipynb").read_bytes())  # doctest: +SKIP
@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -119,20 +118,6 @@ def sign_notebook_bytes(raw: bytes) -> None:
                 log.debug("nbtrack: notebook not signed: %s cannot be written", db_file)
     except Exception as exc:  # never fail a run for a signature
         log.debug("nbtrack: notebook not signed: %s: %s", type(exc).__name__, exc, exc_info=True)
-
-
-def sign_notebook(nb_dict: dict[str, Any]) -> None:
-    """Sign a notebook given as nbformat-4 JSON (a plain dict); never raises.
-
-    Example:
-        >>> sign_notebook({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})  # doctest: +SKIP
-    """
-    try:
-        raw = json.dumps(nb_dict).encode()
-    except (TypeError, ValueError) as exc:
-        log.debug("nbtrack: notebook not signed (not JSON): %s", exc)
-        return
-    sign_notebook_bytes(raw)
 
 
 def _main() -> int:

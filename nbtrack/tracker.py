@@ -135,8 +135,6 @@ class Tracker:
         self.last_store: Any = None
         #: Redacted sections (JSON) by their JSON before redaction: see :meth:`_redacted`.
         self._redaction_memo: dict[str, str] = {}
-        #: The process signing the last run's notebooks (tests wait on it).
-        self.signing: Any = None
 
     # --- helpers ---------------------------------------------------------------------------------
     def _user_ns(self) -> dict[str, Any]:
@@ -318,7 +316,7 @@ class Tracker:
         from nbtrack.signing import sign_later
 
         # After logging (the logged bytes are untouched), in a detached process (nbformat's import).
-        self.signing = sign_later([files[name] for name in _SIGNED if name in files])
+        sign_later([files[name] for name in _SIGNED if name in files])
         summary = self._summary(active, status, run)
         self.last, self.last_store = summary, store
         return summary
