@@ -38,10 +38,12 @@ def stored_summary(store: Any, run_id: str) -> dict[str, Any]:
             f"no run {run_id!r} in {store.display_uri}; copy the id from a run card or list the "
             "runs with `nbtrack runs`"
         ) from exc
+    unreadable = ""
     try:
         snapshot = store.load_snapshot(run_id)
-    except SnapshotError:
-        snapshot = None  # an MLflow run nbtrack did not track: shown with what MLflow has
+    except SnapshotError as exc:
+        snapshot = None  # shown with what MLflow has, and why the snapshot is not there
+        unreadable = str(exc)
     info = run.info
     ended = info.end_time and info.start_time
     return {
@@ -51,7 +53,7 @@ def stored_summary(store: Any, run_id: str) -> dict[str, Any]:
         "status": info.status,
         "duration_s": (info.end_time - info.start_time) / 1000 if ended else None,
         "metrics": dict(run.data.metrics),
-        "flags": run_flags(snapshot.sections) if snapshot else ["not tracked by nbtrack (no snapshot.json)"],
+        "flags": run_flags(snapshot.sections) if snapshot else [unreadable],
         "view": store.run_url(run),
         "notebook": run.data.tags.get("mlflow.source.name"),
         "notebook_path": snapshot.section("notebook").data.get("path") if snapshot else None,
@@ -97,7 +99,13 @@ class RunCardWidget:
                 w.HTML(f'<a href="{url}" target="_blank" rel="noopener noreferrer">Open in MLflow</a>')
             )
         self.output = w.Output()
-        self.widget = w.VBox([w.HTML(RunCard(summary)._repr_html_()), w.HBox(row), self.output])
+        self.card = w.HTML(RunCard(summary)._repr_html_())
+        self.widget = w.VBox([self.card, w.HBox(row), self.output])
+
+    def upload_finished(self, upload: dict[str, str]) -> None:
+        """The background upload ended: show its final state (called from the uploader's thread)."""
+        self.summary = {**self.summary, "upload": upload}
+        self.card.value = RunCard(self.summary)._repr_html_()
 
     def compare(self) -> dict[str, Any] | None:
         """Diff this run with the previous run of its notebook, into ``output``; returns the diff.

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from nbtrack import __version__
-from nbtrack.errors import NbtrackError, UsageError
+from nbtrack.errors import (
+    CannotReplay,
+    ConfigError,
+    NbtrackError,
+    NotebookError,
+    RunNotFoundError,
+    StoreError,
+    UsageError,
+)
 from nbtrack.listing import run_row
 
 
@@ -33,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nbtrack {__version__}")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: the project's embedded store)")
     parser.add_argument("--project", type=Path, help="project folder (default: found from the current one)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     runs = sub.add_parser("runs", help="list tracked runs, newest first")
     runs.add_argument("--notebook", help="only runs of this notebook")
@@ -113,18 +121,39 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--max", type=int, default=100, help="with --experiment: at most this many runs")
     rp.add_argument("--jobs", type=int, default=1, help="with --experiment: replays at once")
 
+    sync = sub.add_parser(
+        "sync",
+        help="upload the runs waiting in the local spool to the tracking server",
+        description=(
+            "With a tracking server, runs are written to a local spool first and uploaded when they "
+            "end. Runs the server missed (it was down) wait there; this uploads them. Running it "
+            "twice, or after an interrupted upload, creates no duplicate."
+        ),
+    )
+    sync.add_argument("--json", action="store_true", help="what was uploaded, as JSON")
+
     demo = sub.add_parser(
         "demo", help="create a demo project, execute its tracked notebook, replay the run, show the verdict"
     )
     demo.add_argument("dir", nargs="?", default="nbtrack-demo", type=Path, help="a new folder")
+    for command in sub.choices.values():
+        # Also accepted after the command (`nbtrack replay RUN --project DIR`), where they win.
+        command.add_argument("--tracking-uri", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--project", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
-def _context(args: argparse.Namespace, notebook: str | None = None) -> tuple[Any, Path, str | None]:
-    """The store, the project root, and the notebook path relative to it."""
+def _context(
+    args: argparse.Namespace, notebook: str | None = None, *, missing_ok: bool = False
+) -> tuple[Any, Path, str | None]:
+    """The store, the project root, and the notebook path relative to it.
+
+    Commands only read: a project without an embedded store gets none created; that is an error
+    naming ``--project``, or (``missing_ok``) a store of None.
+    """
     from nbtrack.capture.locate import find_project_root
     from nbtrack.config import load_config
-    from nbtrack.store import MlflowStore
+    from nbtrack.store import MlflowStore, embedded_uri
 
     config = load_config()
     if args.tracking_uri:
@@ -139,6 +168,15 @@ def _context(args: argparse.Namespace, notebook: str | None = None) -> tuple[Any
             rel = str(nb)
     else:
         root = (args.project or find_project_root(Path.cwd())).resolve()
+    if not config.tracking_uri:
+        _, folder = embedded_uri(root, config.store_dir, create=False)
+        if not (folder / "mlflow.db").is_file():
+            if missing_ok:
+                return None, root, rel
+            raise ConfigError(
+                f"no nbtrack store in {root} ({folder / 'mlflow.db'} does not exist); pass --project DIR "
+                "(the project that tracked the run) or --tracking-uri URI"
+            )
     return MlflowStore.for_project(root, config), root, rel
 
 
@@ -154,6 +192,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 ("out-of-order", r["out_of_order"]),
                 (f"replay-of:{(r['replay_of'] or '')[:8]}:{r['replay_verdict'] or '?'}", r["replay_of"]),
                 (f"on-host:{r.get('running_on')}", r.get("running_on")),
+                ("pending-upload", r.get("pending_upload")),
             )
             if on
         ]
@@ -178,19 +217,81 @@ def _table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _spool_of(store: Any) -> Any:
+    """The local spool of a tracking server store, else None."""
+    if not store.is_server:
+        return None
+    from nbtrack.config import load_config
+    from nbtrack.store.spool import Spool
+
+    return Spool.for_server(store.uri, load_config())
+
+
+def _pending_runs(store: Any, rel: str | None, experiment: str | None) -> list[Any]:
+    """Runs of the server's local spool not uploaded yet (ended KILLED first when orphaned)."""
+    from nbtrack.orphans import end_orphans_quietly
+
+    spool = _spool_of(store)
+    if spool is None or not spool.exists():
+        return []
+    end_orphans_quietly(spool.store, by="`nbtrack runs`")
+    runs: list[Any] = spool.pending()
+    if rel:
+        runs = [r for r in runs if r.data.tags.get("mlflow.source.name") == rel]
+    if experiment:
+        ids = {e.experiment_id for e in spool.store.client.search_experiments() if e.name == experiment}
+        runs = [r for r in runs if r.info.experiment_id in ids]
+    return runs
+
+
+def _resolve(store: Any, run_id: str) -> tuple[Any, str]:
+    """Where a run id is: the store, else (a tracking server) its local spool. A spool run already
+    uploaded resolves to its server copy."""
+    from nbtrack.store.spool import SERVER_RUN_ID, SYNC_STATE, UPLOADED
+
+    try:
+        store.get_run(run_id)
+        return store, run_id
+    except RunNotFoundError:
+        spool = _spool_of(store)
+        found = spool.find(run_id) if spool is not None else None
+        if found is None:
+            raise
+    tags = found.data.tags
+    if tags.get(SYNC_STATE) == UPLOADED and tags.get(SERVER_RUN_ID):
+        print(f"nbtrack: run {run_id} was uploaded as run {tags[SERVER_RUN_ID]}", file=sys.stderr)
+        return store, tags[SERVER_RUN_ID]
+    return spool.store, run_id
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from nbtrack.orphans import OWNER_HOST, end_orphans_quietly, hostname
 
-    store, _, rel = _context(args, args.notebook)
-    # Runs whose kernel died on this host are ended KILLED before they are listed.
-    end_orphans_quietly(store, by="`nbtrack runs`")
-    runs, _token = store.search_runs(notebook=rel, experiment=args.experiment, max_results=args.max)
+    store, root, rel = _context(args, args.notebook, missing_ok=True)
+    if store is None:
+        _no_runs_of(args.notebook, rel)
+        print(f"no tracked runs in {root} yet (no nbtrack store there); run `%track start` in a notebook")
+        return 0
+    pending = _pending_runs(store, rel, args.experiment)
+    try:
+        # Runs whose kernel died on this host are ended KILLED before they are listed.
+        end_orphans_quietly(store, by="`nbtrack runs`")
+        runs, _token = store.search_runs(notebook=rel, experiment=args.experiment, max_results=args.max)
+    except StoreError as exc:
+        if not pending:
+            raise
+        # The server is down: the runs waiting for it are what can be shown.
+        print(f"nbtrack: showing only the local spool's pending runs: {exc}", file=sys.stderr)
+        runs = []
+    runs = pending + runs
     rows = [run_row(r) for r in runs]
     here = hostname()
     for row, run in zip(rows, runs, strict=True):
         owner = run.data.tags.get(OWNER_HOST)
         if row["status"] == "RUNNING" and owner and owner != here:
             row["running_on"] = owner  # RUNNING as far as anyone here can tell: its kernel is there
+    if not rows:
+        _no_runs_of(args.notebook, rel)
     if args.json:
         print(json.dumps(rows, indent=1))
     elif not rows:
@@ -199,6 +300,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     else:
         print(_table(rows))
     return 0
+
+
+def _no_runs_of(notebook: str | None, rel: str | None) -> None:
+    """A ``--notebook`` that names no file (and has no runs) is a mistyped path: say so."""
+    if notebook and not Path(notebook).exists():
+        raise NotebookError(
+            f"--notebook {notebook}: no such file ({Path(notebook).resolve()}) and no runs of {rel}; "
+            "check the path, or list every run with `nbtrack runs`"
+        )
 
 
 def _show_text(row: dict[str, Any], snap: Any, view: str) -> str:
@@ -245,6 +355,10 @@ def _show_text(row: dict[str, Any], snap: Any, view: str) -> str:
         )
     else:
         out.append(f"environment {env.status}: {env.reason}")
+    for name in ("notebook", "git", "data"):
+        section = snap.section(name)
+        if section.status == "ok":  # captured, but not whole: a cap hit, DVC files unread
+            out.extend(f"note        {name}: {note}" for note in section.notes())
     if row["params"]:
         out.append("params      " + ", ".join(f"{k}={v}" for k, v in sorted(row["params"].items())))
     if row["metrics"]:
@@ -255,8 +369,9 @@ def _show_text(row: dict[str, Any], snap: Any, view: str) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store, _, _ = _context(args)
-    run = store.get_run(args.run_id)
-    snap = store.load_snapshot(args.run_id)
+    store, run_id = _resolve(store, args.run_id)
+    run = store.get_run(run_id)
+    snap = store.load_snapshot(run_id)
     row = run_row(run)
     if args.json:
         print(json.dumps({"run": {**row, "tags": dict(run.data.tags)}, "snapshot": snap.to_dict()}, indent=1))
@@ -269,7 +384,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from nbtrack.diff import diff_runs, format_diff
 
     store, _, _ = _context(args)
-    result = diff_runs(store, args.run_a, args.run_b)
+    (store_a, a), (store_b, b) = _resolve(store, args.run_a), _resolve(store, args.run_b)
+    if store_a is not store_b:
+        pending = args.run_a if store_a is not store else args.run_b
+        raise StoreError(
+            f"run {pending} is still in the local spool, the other on {store.display_uri}; "
+            "upload it with `nbtrack sync`, then compare"
+        )
+    result = diff_runs(store_a, a, b)
     print(json.dumps(result, indent=1) if args.json else format_diff(result))
     return 0
 
@@ -353,7 +475,6 @@ def _replay_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
-    from nbtrack.errors import CannotReplay
 
     store, root, _ = _context(args)
     runs, _ = store.search_runs(
@@ -394,7 +515,6 @@ def _replay_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from nbtrack.reports import format_result, write_reports
 
     if bool(args.run_id) == bool(args.experiment):
         raise UsageError("give a RUN_ID, or --experiment NAME to replay a batch (not both)")
@@ -408,15 +528,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         from nbtrack.replayer import replay
 
-        store, root, _ = _context(args)
+        store, root, _ = _context(args, missing_ok=True)
+        if store is None:
+            return _report(args, [_cannot(args.run_id, f"no nbtrack store in {root}")])
+        try:
+            where, run_id = _resolve(store, args.run_id)
+        except RunNotFoundError:
+            where, run_id = store, args.run_id  # replay() reports it: CANNOT_REPLAY, exit 3
+        if where is not store:
+            raise StoreError(
+                f"run {run_id} is still in the local spool, not on {store.display_uri}; upload it "
+                "with `nbtrack sync`, then replay it"
+            )
         result = replay(
-            args.run_id,
+            run_id,
             tracking_uri=store.uri,
             project=root,
             progress_bar=not args.json,
             **options,
         )
         results = [result.to_dict()]
+    return _report(args, results)
+
+
+def _cannot(run_id: str, why: str) -> dict[str, Any]:
+    """The result of a replay that could not start."""
+    return {
+        "run_id": run_id,
+        "verdict": "CANNOT_REPLAY",
+        "exit_code": CannotReplay.exit_code,
+        "message": f"run {run_id}: {why}; pass --project DIR or --tracking-uri URI, and list runs with "
+        "`nbtrack runs`",
+    }
+
+
+def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
+    """Print replay results (text or JSON), write the reports asked for; the exit code."""
+    from nbtrack.reports import format_result, write_reports
+
     write_reports(results, junit=args.junit, html=args.html)
     if args.json:
         print(json.dumps(results if args.experiment else results[0], indent=1, default=str))
@@ -425,11 +574,65 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return max(int(r["exit_code"]) for r in results)
 
 
-COMMANDS = {"runs": cmd_runs, "show": cmd_show, "diff": cmd_diff, "replay": cmd_replay, "demo": cmd_demo}
+def cmd_sync(args: argparse.Namespace) -> int:
+    from nbtrack.orphans import end_orphans_quietly
+    from nbtrack.store.http import unreachable
+    from nbtrack.sync import sync
+
+    store, _, _ = _context(args)
+    spool = _spool_of(store)
+    if spool is None:
+        raise ConfigError(
+            f"{store.display_uri} is not a tracking server, so nothing waits to be uploaded; set "
+            "MLFLOW_TRACKING_URI (or --tracking-uri) to the server's http(s) URL"
+        )
+    if spool.exists():
+        end_orphans_quietly(spool.store, by="`nbtrack sync`")  # a dead kernel's run: KILLED, then uploaded
+    waiting = spool.pending()
+    if waiting:
+        reason = unreachable(store.uri, _timeout())
+        if reason is not None:
+            raise StoreError(
+                f"tracking server {store.display_uri} is unreachable ({reason}); {len(waiting)} run(s) "
+                f"stay pending in {spool.display}; run `nbtrack sync` again once it answers"
+            )
+    report = sync(spool, store, say=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(
+            f"nbtrack sync: {len(report.uploaded)} run(s) uploaded to {store.display_uri}, "
+            f"{len(report.already)} already there, {len(report.running)} still running "
+            f"(uploaded when they end), {len(report.failed)} failed"
+        )
+    if report.failed:
+        run_id, why = report.failed[0]
+        more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
+        raise StoreError(f"run {run_id}{more} not uploaded, still pending: {why}")
+    return 0
+
+
+def _timeout() -> float:
+    from nbtrack.config import load_config
+
+    return float(load_config().tracking_timeout)
+
+
+COMMANDS = {
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "diff": cmd_diff,
+    "replay": cmd_replay,
+    "sync": cmd_sync,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from nbtrack.store.http import bound_process
+
+    bound_process(_timeout())  # a dead tracking server fails a command in seconds, not minutes
     try:
         return COMMANDS[args.command](args)
     except NbtrackError as exc:

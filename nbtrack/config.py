@@ -104,6 +104,25 @@ class NbtrackConfig(Configurable):  # type: ignore[misc]
         help="Seconds a replay started from the panel may run before the server extension stops it.",
     ).tag(config=True)
 
+    tracking_timeout = Float(
+        5.0,
+        help=(
+            "Seconds one call of nbtrack to a tracking server may take (the reachability check at "
+            "%track start, each request of an upload, the CLI and the panel), retries included as far "
+            "as MLflow allows; MLflow's own default waits ~4 min for a dead server. "
+            "Env: NBTRACK_TRACKING_TIMEOUT."
+        ),
+    ).tag(config=True)
+
+    spool_dir = Unicode(
+        help=(
+            "Folder of the local spool: with a tracking server, each run is written here first (an "
+            "embedded MLflow store per server) and uploaded in the background, or by `nbtrack sync` "
+            "when the server was unreachable. Empty: $XDG_DATA_HOME/nbtrack/spool "
+            "(~/.local/share/nbtrack/spool). Env: NBTRACK_SPOOL_DIR."
+        )
+    ).tag(config=True)
+
     @default("tracking_uri")
     def _default_tracking_uri(self) -> str:
         return _env("NBTRACK_TRACKING_URI", "MLFLOW_TRACKING_URI") or ""
@@ -111,6 +130,22 @@ class NbtrackConfig(Configurable):  # type: ignore[misc]
     @default("mlflow_ui_url")
     def _default_mlflow_ui_url(self) -> str:
         return _env("NBTRACK_MLFLOW_UI_URL") or ""
+
+    @default("tracking_timeout")
+    def _default_tracking_timeout(self) -> float:
+        raw = _env("NBTRACK_TRACKING_TIMEOUT")
+        try:
+            return max(0.1, float(raw)) if raw else 5.0
+        except ValueError:
+            return 5.0
+
+    @default("spool_dir")
+    def _default_spool_dir(self) -> str:
+        explicit = _env("NBTRACK_SPOOL_DIR")
+        if explicit:
+            return explicit
+        data_home = _env("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(data_home, "nbtrack", "spool")
 
     @default("store_dir")
     def _default_store_dir(self) -> str:

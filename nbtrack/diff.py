@@ -8,10 +8,9 @@ cell-level code diff); nothing here talks to MLflow but through the store.
 from __future__ import annotations
 
 import difflib
-import json
 from typing import Any
 
-from nbtrack.capture.notebook import cell_source, code_cells
+from nbtrack.capture.notebook import cell_source, code_cells, parse_artifact
 from nbtrack.models import Snapshot
 
 
@@ -107,6 +106,16 @@ def _sources(notebook: dict[str, Any] | None) -> list[str]:
     return [cell_source(c) for c in code_cells(notebook)] if notebook else []
 
 
+def recorded_notebook(store: Any, run_id: str, name: str) -> dict[str, Any] | None:
+    """A run's notebook artifact ``nbtrack/<name>``, parsed; None when the run has none.
+
+    Raises:
+        SnapshotError: the artifact is there but is not a notebook (damaged).
+    """
+    text = store.read_artifact(run_id, name)
+    return None if text is None else parse_artifact(text, run_id, name)
+
+
 def diff_runs(store: Any, run_a: str, run_b: str) -> dict[str, Any]:
     """The structured diff of two runs of one store.
 
@@ -117,10 +126,13 @@ def diff_runs(store: Any, run_a: str, run_b: str) -> dict[str, Any]:
     runs = [store.get_run(run_a), store.get_run(run_b)]
     snaps = [store.load_snapshot(run_a), store.load_snapshot(run_b)]
     notebooks = []
+    missing = []
     for run_id, snap in zip((run_a, run_b), snaps, strict=True):
-        stored = snap.section("notebook").data.get("stored")
-        text = store.read_artifact(run_id, "notebook.ipynb" if stored else "history.ipynb")
-        notebooks.append(json.loads(text) if text else None)
+        name = "notebook.ipynb" if snap.section("notebook").data.get("stored") else "history.ipynb"
+        notebook = recorded_notebook(store, run_id, name)
+        if notebook is None:
+            missing.append(f"run {run_id} has no nbtrack/{name} artifact (deleted?)")
+        notebooks.append(notebook)
     return {
         "a": {"run_id": run_a, "name": runs[0].info.run_name, "status": runs[0].info.status},
         "b": {"run_id": run_b, "name": runs[1].info.run_name, "status": runs[1].info.status},
@@ -129,7 +141,9 @@ def diff_runs(store: Any, run_a: str, run_b: str) -> dict[str, Any]:
         "environment": diff_environment(*snaps),
         "data": diff_data(*snaps),
         "git": diff_git(*snaps),
-        "cells": diff_cells(*(_sources(nb) for nb in notebooks)),
+        "cells": [] if missing else diff_cells(*(_sources(nb) for nb in notebooks)),
+        # Why the code cells were not compared, when they were not.
+        "cells_reason": "; ".join(missing) + "; code cells not compared" if missing else None,
     }
 
 
@@ -182,5 +196,5 @@ def format_diff(d: dict[str, Any]) -> str:
             cell_rows.append(
                 f"cell {r['a_cell']} removed: {r['source'].splitlines()[0] if r['source'] else ''}"
             )
-    section("code cells", cell_rows)
+    section("code cells", [d["cells_reason"]] if d.get("cells_reason") else cell_rows)
     return "\n".join(lines)

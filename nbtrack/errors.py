@@ -8,7 +8,8 @@
     ├── CaptureError                  exit 13  a snapshot section could not be taken
     ├── StoreError                    exit 14  the MLflow store failed or is unreachable
     │   └── RunNotFoundError          exit 15  no run with that id
-    ├── SnapshotError                 exit 16  a run's snapshot is missing or of an unknown schema
+    ├── SnapshotError                 exit 16  a run's snapshot or artifacts are missing, damaged,
+    │                                          or of an unknown schema version
     ├── CannotReplay                  exit 3   a run cannot be replayed (run, data, code or
     │                                          environment missing); replay's verdicts are 0-2
     └── UsageError                    exit 64  wrong arguments or a call at the wrong moment
@@ -57,7 +58,8 @@ class RunNotFoundError(StoreError):
 
 
 class SnapshotError(NbtrackError):
-    """A run's snapshot is missing, unreadable, or of an unknown schema version."""
+    """A run's snapshot (or another recorded artifact) is missing, damaged, or of an unknown schema
+    version."""
 
     exit_code = 16
 

@@ -56,4 +56,7 @@ def run_row(run: Any) -> dict[str, Any]:
         "replay_verdict": tags.get("nbtrack.replay.verdict"),
         "metrics": dict(run.data.metrics),
         "params": dict(run.data.params),
+        # A run of the local spool not (completely) on the tracking server yet, and why not.
+        "pending_upload": tags.get("nbtrack.sync.state") == "pending",
+        "upload_error": tags.get("nbtrack.sync.last_error") or None,
     }

@@ -72,6 +72,11 @@ def _tags(pairs: list[str]) -> dict[str, str]:
     return tags
 
 
+def _one_line(exc: BaseException) -> str:
+    """An nbtrack error as one line, also when it quotes a multi-line foreign message."""
+    return " ".join(str(exc).split())
+
+
 def _split(line: str) -> list[str]:
     try:
         return shlex.split(line)
@@ -122,7 +127,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
             else:
                 _print_status(self.tracker.status())
         except NbtrackError as exc:
-            raise IPythonUsageError(f"%track {args.verb}: {exc}") from exc
+            raise IPythonUsageError(f"%track {args.verb}: {_one_line(exc)}") from exc
 
     @cell_magic("track")  # type: ignore[arg-type,untyped-decorator]
     def track_cell(self, line: str, cell: str) -> None:
@@ -138,7 +143,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
         try:
             self._start(args)
         except NbtrackError as exc:
-            raise IPythonUsageError(f"%%track: {exc}") from exc
+            raise IPythonUsageError(f"%%track: {_one_line(exc)}") from exc
         self.tracker.history.paused = True
         try:
             result = self.shell.run_cell(cell, store_history=False)  # type: ignore[union-attr]
@@ -148,7 +153,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
         try:
             summary = self._stop("FAILED" if failed else "FINISHED")
         except NbtrackError as exc:
-            raise IPythonUsageError(f"%%track: {exc}") from exc
+            raise IPythonUsageError(f"%%track: {_one_line(exc)}") from exc
         self._show_card(summary)
         if failed:
             result.raise_error()
@@ -171,10 +176,16 @@ class TrackMagics(Magics):  # type: ignore[misc]
         self.frontend.send_state(active.run_id)
         missing = [f"{n} ({s.reason})" for n, s in active.sections.items() if s.status != "ok"]
         print(f"nbtrack: tracking run {active.run_id} in experiment {active.experiment!r}")
+        if active.notice:
+            print(f"nbtrack: {active.notice}")
         if active.location.path is None:
             print(f"nbtrack: {active.location.why_unknown}")
         for item in missing:
             print(f"nbtrack: not captured: {item}")
+        for name, section in active.sections.items():
+            # Captured but not whole: a git diff over its cap, DVC files that could not be read.
+            for note in section.notes() if section.status == "ok" else []:
+                print(f"nbtrack: {name}: {note}")
 
     def _stop(self, status: str = "FINISHED") -> dict[str, Any]:
         """End the active run with the editor's latest content; tell the panel either way."""
@@ -196,6 +207,16 @@ class TrackMagics(Magics):  # type: ignore[misc]
 
         card = run_card(summary, store or self.tracker.last_store, widgets=self.frontend.connected)
         _display(card)  # type: ignore[no-untyped-call]
+        if (summary.get("upload") or {}).get("state") == "uploading":
+            # The background upload ends later: the widget card shows its outcome, the panel reloads.
+            frontend, path = self.frontend, summary.get("notebook_path")
+
+            def finished(upload: dict[str, str]) -> None:
+                if hasattr(card, "upload_finished"):
+                    card.upload_finished(upload)
+                frontend.send_run_finished(str(summary["run_id"]), str(summary["status"]), path)
+
+            self.tracker.on_upload(str(summary["run_id"]), finished)
 
 
 def stop_and_tell(tracker: Tracker, frontend: Frontend, status: str = "FINISHED") -> dict[str, Any]:

@@ -45,6 +45,32 @@ class Section:
             "duration_ms": self.duration_ms,
         }
 
+    def notes(self) -> list[str]:
+        """What a person should know about this section, one line each: why it is absent or failed,
+        and what it left out (a notebook or git diff over its size cap, DVC files it could not read).
+
+        The run card, ``%track start`` and ``nbtrack show`` print these.
+
+        Example:
+            >>> diff = {"truncated": True, "reason": "the uncommitted changes are 2000000 bytes, ..."}
+            >>> Section("git", data={"diff": diff}).notes()
+            ['git.diff not stored: the uncommitted changes are 2000000 bytes, ...']
+        """
+        notes = [self.reason] if self.status != "ok" and self.reason else []
+        data = self.data
+        stored_reason = data.get("stored_reason") if self.name == "notebook" else None
+        if stored_reason and data.get("stored") is False and stored_reason != self.reason:
+            notes.append(f"notebook.ipynb not stored: {data['stored_reason']}")
+        live = data.get("live") if self.name == "notebook" else None
+        if isinstance(live, dict) and live.get("received") and live.get("stored") is False:
+            notes.append(f"notebook.live.ipynb not stored: {live.get('stored_reason')}")
+        diff = data.get("diff") if self.name == "git" else None
+        if isinstance(diff, dict) and diff.get("truncated"):
+            notes.append(f"git.diff not stored: {diff.get('reason')}")
+        if self.name == "data":
+            notes.extend(str(p) for p in data.get("problems") or [])
+        return notes
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Section:
         return cls(
@@ -87,23 +113,35 @@ class Snapshot:
     @classmethod
     def from_dict(cls, raw: Any, *, source: str = "snapshot.json") -> Snapshot:
         if not isinstance(raw, dict) or "schema_version" not in raw:
-            raise SnapshotError(f"{source} is not an nbtrack snapshot (no schema_version)")
+            raise SnapshotError(
+                f"{source} is not an nbtrack snapshot (no schema_version); the snapshot is damaged or "
+                "was not written by nbtrack: record the run again"
+            )
         version = raw["schema_version"]
         if version != SCHEMA_VERSION:
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
+            fix = (
+                "it was written by a newer nbtrack: upgrade nbtrack (pip install -U nbtrack) to read it"
+                if newer
+                else "no nbtrack wrote that version: the snapshot is damaged; record the run again"
+            )
             raise SnapshotError(
-                f"{source} has schema version {version!r}, this nbtrack reads version "
-                f"{SCHEMA_VERSION}; upgrade nbtrack (pip install -U nbtrack) to read it"
+                f"{source} has schema version {version!r}, this nbtrack reads version {SCHEMA_VERSION}; {fix}"
             )
         bodies, run = raw.get("sections") or {}, raw.get("run") or {}
         if not isinstance(bodies, dict) or not all(isinstance(b, dict) for b in bodies.values()):
-            raise SnapshotError(f"{source} has malformed sections; the run's snapshot is damaged")
+            raise SnapshotError(
+                f"{source} has malformed sections; the snapshot is damaged: record the run again"
+            )
         if not isinstance(run, dict):
-            raise SnapshotError(f"{source} has a malformed run entry; the run's snapshot is damaged")
+            raise SnapshotError(
+                f"{source} has a malformed run entry; the snapshot is damaged: record the run again"
+            )
         try:
             sections = {str(name): Section.from_dict({"name": name, **body}) for name, body in bodies.items()}
         except (TypeError, ValueError) as exc:
             raise SnapshotError(
-                f"{source} has a malformed section ({exc}); the run's snapshot is damaged"
+                f"{source} has a malformed section ({exc}); the snapshot is damaged: record the run again"
             ) from exc
         return cls(
             run=dict(run),
@@ -117,5 +155,7 @@ class Snapshot:
         try:
             raw = json.loads(text)
         except ValueError as exc:
-            raise SnapshotError(f"{source} is not valid JSON ({exc}); the run's snapshot is damaged") from exc
+            raise SnapshotError(
+                f"{source} is not valid JSON ({exc}); the snapshot is damaged: record the run again"
+            ) from exc
         return cls.from_dict(raw, source=source)

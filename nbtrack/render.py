@@ -80,6 +80,21 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def upload_line(upload: dict[str, str]) -> str:
+    """How far a spooled run's upload to the tracking server is, in words.
+
+    Example:
+        >>> upload_line({"state": "uploaded", "server": "http://mlflow:5000", "detail": "9a41"})
+        'uploaded to http://mlflow:5000 as run 9a41'
+    """
+    state, server, detail = upload.get("state"), upload.get("server"), upload.get("detail")
+    if state == "uploaded":
+        return f"uploaded to {server} as run {detail}"
+    if state == "uploading":
+        return f"uploading to {server}\u2026"
+    return f"pending: {server} not reached ({detail}); kept in the local spool, `nbtrack sync` uploads it"
+
+
 class RunCard:
     """What ``%track stop`` displays: rich HTML in Jupyter, plain text elsewhere."""
 
@@ -100,6 +115,8 @@ class RunCard:
             rows.append(("metrics", ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(metrics.items()))))
         for flag in s.get("flags") or []:
             rows.append(("note", flag))
+        if s.get("upload"):
+            rows.append(("upload", upload_line(s["upload"])))
         if s.get("view"):
             rows.append(("view", str(s["view"])))
         return rows

@@ -330,7 +330,7 @@ class _Options:
 
 def _replay(result: ReplayResult, o: _Options) -> None:
     from nbtrack.capture.locate import find_project_root
-    from nbtrack.capture.notebook import cell_source, code_cells
+    from nbtrack.capture.notebook import cell_source, code_cells, parse_artifact
     from nbtrack.config import load_config
     from nbtrack.diff import diff_cells, diff_environment
     from nbtrack.runner import ExecutionFailed, execute_notebook
@@ -356,7 +356,8 @@ def _replay(result: ReplayResult, o: _Options) -> None:
     result.run_name = original.info.run_name
     result.experiment = snap.run.get("experiment") or original.info.experiment_id
     nb_section = snap.section("notebook")
-    relpath = nb_section.data.get("relpath") if nb_section.status == "ok" else None
+    # Also when the file could not be read at the run's end: the history then runs in its place.
+    relpath = nb_section.data.get("relpath")
     result.notebook = relpath or tags.get("mlflow.source.name")
     if original.info.status == "RUNNING":
         result.risks.append(f"run {run_id} is still RUNNING: its results may be incomplete")
@@ -376,22 +377,26 @@ def _replay(result: ReplayResult, o: _Options) -> None:
         text = store.read_artifact(run_id, "notebook.ipynb")
         if text is None:
             raise CannotReplay(
-                f"run {run_id} has no nbtrack/notebook.ipynb artifact; replay with --mode history"
+                f"run {run_id} has no nbtrack/notebook.ipynb artifact (deleted?); replay with --mode history"
             )
-        notebook = json.loads(text)
+        notebook = parse_artifact(text, run_id, "notebook.ipynb")
         as_recorded: str | None = text  # written back byte for byte: git sees the committed file
     else:
         text = store.read_artifact(run_id, "history.ipynb")
         if text is None:
-            raise CannotReplay(f"run {run_id} has no nbtrack/history.ipynb artifact; it cannot be replayed")
+            raise CannotReplay(
+                f"run {run_id} has no nbtrack/history.ipynb artifact (deleted?); it cannot be replayed: "
+                "record the run again"
+            )
         param_cell = params_section.data.get("cell_index") if params_section.status == "ok" else None
         saved_text = store.read_artifact(run_id, "notebook.ipynb") if param_cell is not None else None
         param_source = None
         if saved_text is not None and param_cell is not None:
-            cells = json.loads(saved_text).get("cells", [])
+            cells = parse_artifact(saved_text, run_id, "notebook.ipynb")["cells"]
             if 0 <= param_cell < len(cells):
                 param_source = cell_source(cells[param_cell])
-        notebook, injected = history_to_notebook(json.loads(text), param_source)
+        history = parse_artifact(text, run_id, "history.ipynb")
+        notebook, injected = history_to_notebook(history, param_source)
         as_recorded = None
     recorded_cells = [cell_source(c) for c in code_cells(notebook)]
     if ensure_tracked(notebook):
@@ -401,6 +406,13 @@ def _replay(result: ReplayResult, o: _Options) -> None:
         )
 
     git_diff = store.read_artifact_bytes(run_id, "git.diff")
+    recorded_diff = snap.section("git").data.get("diff") or {}
+    if git_diff is None and recorded_diff.get("stored"):
+        raise CannotReplay(
+            f"run {run_id} has no nbtrack/git.diff artifact (deleted?), though its snapshot recorded "
+            f"{recorded_diff.get('bytes')} bytes of uncommitted changes in it; without them the replay "
+            "would run other code: record the run again"
+        )
     workspace = build_workspace(
         snap,
         source=source,
@@ -511,6 +523,11 @@ def _replay(result: ReplayResult, o: _Options) -> None:
             result.code_diff = diff_cells(recorded_cells, [cell_source(c) for c in code_cells(executed)])
 
         index = snap.run.get("kernel_run_index")
+        from nbtrack.sync import flush
+
+        # With a tracking server, the replay kernel's run went to the local spool: upload it now
+        # if the kernel's background upload did not finish before it exited.
+        flush(store, config, {"nbtrack.replay_id": replay_id})
         replay_run = _find_replay_run(store, result.experiment or "", replay_id, index)
         replay_snap: Snapshot | None = None
         if replay_run is not None:

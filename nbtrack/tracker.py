@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ class ActiveRun:
     kernel_run_index: int = 1
     #: Cells the kernel had finished at start: live content that arrived before is not this run's.
     cells_completed_at_start: int = 0
+    #: The tracking server the run is bound for, when ``store`` is its local spool.
+    target: Any = None
+    #: Why the server could not be reached at start (the run waits in the spool), else None.
+    unreachable: str | None = None
+    #: What the user must be told once (the server is unreachable, the run is pending).
+    notice: str | None = None
 
 
 def _data_status(sections: dict[str, Section]) -> str:
@@ -135,6 +142,12 @@ class Tracker:
         self.last_store: Any = None
         #: Redacted sections (JSON) by their JSON before redaction: see :meth:`_redacted`.
         self._redaction_memo: dict[str, str] = {}
+        #: Upload state of runs ended in this kernel (tracking server only): run id -> state.
+        self.uploads: dict[str, dict[str, str]] = {}
+        self._upload_listeners: dict[str, list[Any]] = {}
+        #: Whether the user was told the server is unreachable (told once per outage).
+        self._told_unreachable = False
+        self._upload_lock = threading.Lock()
 
     # --- helpers ---------------------------------------------------------------------------------
     def _user_ns(self) -> dict[str, Any]:
@@ -200,13 +213,21 @@ class Tracker:
         # Before capture: the embedded store's folder (and its .gitignore) must exist so that git
         # does not report the store itself as untracked code.
         store = MlflowStore.for_project(root, self.config)
+        target = None
+        if store.is_server:
+            # The run goes into the local spool first; it is uploaded when it ends (never waiting on
+            # the network, whatever the server's state).
+            from nbtrack.store.spool import Spool
+
+            target, store = store, Spool.for_server(store.uri, self.config).store
         exp_name = experiment or self.config.experiment or root.name or "nbtrack"
         sections: dict[str, Section] = {}
         files: dict[str, bytes] = {}
         # The data check is mostly stat() calls, which release the GIL: it runs beside the other
         # providers and MLflow's start_run instead of before them (~60 ms on 10k files).
-        with ThreadPoolExecutor(1, thread_name_prefix="nbtrack-data") as pool:
+        with ThreadPoolExecutor(2, thread_name_prefix="nbtrack-start") as pool:
             data_capture = pool.submit(run_provider, DataProvider(), ctx)
+            probe = pool.submit(self._probe, target) if target is not None else None
             for provider in (EnvironmentProvider(), GitProvider()):
                 section, produced = run_provider(provider, ctx)
                 sections[section.name] = section
@@ -226,6 +247,10 @@ class Tracker:
             # this host's orphans of the experiment KILLED (one search, at the kernel's first start, never
             # failing it).
             run_tags.update(owner_tags())
+            if target is not None:
+                from nbtrack.store.spool import PENDING, SYNC_STATE, TARGET
+
+                run_tags.update({SYNC_STATE: PENDING, TARGET: target.display_uri})
             if self.runs_started == 0:  # once per kernel: a new kernel is what follows a killed one
                 end_orphans_quietly(store, experiment_ids=[exp_id], by="%track start")
             started = time.time()
@@ -235,6 +260,7 @@ class Tracker:
                 self._experiments.pop(key, None)  # e.g. the experiment was deleted meanwhile
                 raise
             sections["data"], _ = data_capture.result()
+            unreachable = probe.result() if probe is not None else None
         self.runs_started += 1
         active = ActiveRun(
             run_id,
@@ -249,7 +275,11 @@ class Tracker:
             run_tags,
             self.runs_started,
             self.cells_completed(),
+            target,
+            unreachable,
         )
+        if target is not None:
+            active.notice = self._outage_notice(active)
         self.active = active
         try:
             snapshot = self._snapshot(active, phase="start")
@@ -258,9 +288,16 @@ class Tracker:
             if sections["data"].status == "ok":
                 store.log_datasets(run_id, dataset_inputs(sections["data"].data))
         except Exception:
-            # No half-written run: a run whose start snapshot could not be logged ends FAILED.
+            # No half-written run: a run whose start snapshot could not be logged is ended and
+            # deleted (MLflow keeps it in its trash: `mlflow gc` removes it, `restore_run` brings
+            # it back).
             self.active = None
             store.end_active_run(run_id, "FAILED")
+            store.delete_run(run_id)
+            if target is not None:
+                import mlflow
+
+                mlflow.set_tracking_uri(target.uri)
             raise
         return active, previous
 
@@ -309,15 +346,21 @@ class Tracker:
             params = {k: param_string(v) for k, v in parameters.data.get("values", {}).items()}
             store.log_params_and_tags(active.run_id, params, self._end_tags(active), run.data.params)
             store.log_files(active.run_id, files)
+            if active.target is not None:
+                store.spool.make_durable(run)  # before the end commit that makes the run pending
         except Exception:
             store.end_active_run(active.run_id, "FAILED")
+            self._hand_over(active)
             raise
         store.end_active_run(active.run_id, status)
+        upload = self._hand_over(active)
         from nbtrack.signing import sign_later
 
         # After logging (the logged bytes are untouched), in a detached process (nbformat's import).
         sign_later([files[name] for name in _SIGNED if name in files])
         summary = self._summary(active, status, run)
+        if upload is not None:
+            summary["upload"] = upload
         self.last, self.last_store = summary, store
         return summary
 
@@ -331,7 +374,9 @@ class Tracker:
             "run_id": active.run_id,
             "run_name": active.run_name,
             "experiment": active.experiment,
-            "store": active.store.display_uri,
+            "store": active.target.display_uri + " (through the local spool)"
+            if active.target is not None
+            else active.store.display_uri,
             "notebook": str(active.location.path) if active.location.path else None,
             "notebook_method": active.location.method,
             "notebook_reason": None if active.location.path else active.location.why_unknown,
@@ -340,6 +385,78 @@ class Tracker:
             "sections": {n: {"status": s.status, "reason": s.reason} for n, s in active.sections.items()},
             "history": self.history.summary(),
         }
+
+    # --- the spool and the upload (tracking server only) -----------------------------------------
+    def _probe(self, target: Any) -> str | None:
+        """Why the server cannot be reached now (None: it answers; then earlier pending runs of
+        its spool are uploaded in the background)."""
+        from nbtrack.store.http import unreachable
+
+        reason = unreachable(target.uri, self.config.tracking_timeout)
+        if reason is None:
+            from nbtrack.store.spool import Spool
+
+            spool = Spool.for_server(target.uri, self.config)
+            if spool.exists():
+                self._uploader(spool, target).kick()
+        return reason
+
+    def _uploader(self, spool: Any, target: Any) -> Any:
+        from nbtrack.sync import uploader_for
+
+        return uploader_for(spool, target, self.config.tracking_timeout)
+
+    def _outage_notice(self, active: ActiveRun) -> str | None:
+        """The one line the user reads when the server is down (once per outage), else None."""
+        if active.unreachable is None:
+            self._told_unreachable = False
+            return None
+        if self._told_unreachable:
+            return None
+        self._told_unreachable = True
+        return (
+            f"tracking server {active.target.display_uri} is unreachable ({active.unreachable}); "
+            f"this run is kept in the local spool {active.store.spool.display} and is pending: it "
+            "is uploaded once the server answers, or by `nbtrack sync`"
+        )
+
+    def _hand_over(self, active: ActiveRun) -> dict[str, str] | None:
+        """After a spooled run ended: the user's MLflow calls go to the server again, and the
+        upload starts in the background. Returns the run's upload state."""
+        if active.target is None:
+            return None
+        import mlflow
+
+        mlflow.set_tracking_uri(active.target.uri)
+        state = {
+            "state": "pending" if active.unreachable else "uploading",
+            "server": active.target.display_uri,
+            "detail": active.unreachable or "",
+        }
+        self.uploads[active.run_id] = state
+        run_id = active.run_id
+
+        def done(new_state: str, detail: str) -> None:
+            final = {**state, "state": new_state, "detail": detail, "final": "true"}
+            with self._upload_lock:
+                self.uploads[run_id] = final
+                listeners = self._upload_listeners.pop(run_id, [])
+            for listener in listeners:
+                listener(final)
+
+        self._uploader(active.store.spool, active.target).kick(run_id, done)
+        return dict(state)
+
+    def on_upload(self, run_id: str, listener: Any) -> None:
+        """Call ``listener(state)`` once the background upload of ``run_id`` is over."""
+        with self._upload_lock:
+            current = self.uploads.get(run_id)
+            if current is None:
+                return
+            if not current.get("final"):
+                self._upload_listeners.setdefault(run_id, []).append(listener)
+                return
+        listener(current)
 
     # --- snapshot and tags -----------------------------------------------------------------------
     def _snapshot(self, active: ActiveRun, *, phase: str, status: str | None = None) -> Snapshot:
@@ -351,13 +468,15 @@ class Tracker:
             "run_name": active.run_name,
             "experiment": active.experiment,
             "experiment_id": active.experiment_id,
-            "tracking_uri": redactor.url(active.store.uri),
+            "tracking_uri": redactor.url((active.target or active.store).uri),
             "project_root": str(active.ctx.project_root),
             "cwd": str(active.ctx.cwd),
             "started": _now_iso(active.started),
             "phase": phase,
             "kernel_run_index": active.kernel_run_index,
         }
+        if active.target is not None:
+            run["spool"] = str(active.store.spool.folder)
         replay = replay_context()
         if replay.get("replay_of"):
             run["replay_of"] = replay["replay_of"]
@@ -397,7 +516,8 @@ class Tracker:
                 rel = str(loc.path)
             tags.update({"mlflow.source.name": rel, "nbtrack.notebook.method": str(loc.method)})
         else:
-            tags["nbtrack.notebook.method"] = "unknown"
+            # Explicitly empty: MLflow would fill in sys.argv[0] (`ipykernel_launcher.py`).
+            tags.update({"mlflow.source.name": "", "nbtrack.notebook.method": "unknown"})
         if loc.papermill:
             tags["nbtrack.papermill"] = "true"
             tags["nbtrack.papermill.input_path"] = str(loc.papermill.get("input_path"))
@@ -436,7 +556,11 @@ class Tracker:
             "duration_s": time.time() - active.started,
             "metrics": dict(run.data.metrics),
             "flags": run_flags(active.sections),
-            "view": active.store.run_url(run),
+            "view": (
+                f"the MLflow UI of {active.target.display_uri}, once uploaded"
+                if active.target is not None
+                else active.store.run_url(run)
+            ),
             "notebook": active.tags.get("mlflow.source.name"),
             "notebook_path": str(active.location.path) if active.location.path else None,
         }
@@ -452,8 +576,8 @@ def run_flags(sections: dict[str, Section]) -> list[str]:
     if isinstance(live, dict) and live.get("unsaved_edits"):
         flags.append("notebook had unsaved edits in the editor: " + "; ".join(live.get("differences", [])))
     for name, section in sections.items():
-        if section.status != "ok" and name != "parameters":
-            flags.append(f"{name}: {section.reason}")
+        if name != "parameters":  # why a section is missing, and what it left out (caps, DVC files)
+            flags.extend(f"{name}: {note}" for note in section.notes())
     data_status = _data_status(sections)
     if data_status in ("modified", "missing"):
         flags.append(f"data {data_status} (not committed to DVC)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -33,6 +34,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("NBTRACK_SPOOL_DIR", str(tmp_path / "spool"))  # runs bound for a server
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
@@ -120,11 +122,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``mlflow server`` on loopback (SQLite backend, proxied local artifacts), one per session."""
-    base = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
+class MlflowServer:
+    """A real ``mlflow server`` process on loopback: SQLite backend and proxied artifacts in ``base``."""
+
+    def __init__(self, base: Path, port: int | None = None, *, backend_store_uri: str | None = None) -> None:
+        self.base = base
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = start_mlflow_server(base, self.port, backend_store_uri=backend_store_uri)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers (a crash, not a shutdown)."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        for proc in [self.proc, *children]:
+            with contextlib.suppress(Exception):
+                proc.kill()
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def start_mlflow_server(
+    base: Path, port: int, *, backend_store_uri: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``mlflow server`` on ``port`` with its store in ``base`` (or ``backend_store_uri``, e.g. a
+    PostgreSQL database; artifacts still in ``base / "artifacts"``); returns once /health answers."""
+    base.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     for name in ("MLFLOW_TRACKING_URI", "NBTRACK_TRACKING_URI"):
         env.pop(name, None)
@@ -138,14 +171,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--port",
         str(port),
         "--backend-store-uri",
-        f"sqlite:///{base / 'server.db'}",
+        backend_store_uri or f"sqlite:///{base / 'server.db'}",
         "--artifacts-destination",
         str(base / "artifacts"),
         "--workers",
         "1",
     ]
-    log = open(base / "server.log", "wb")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(base / "server.log", "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -160,13 +193,15 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         proc.terminate()
         raise RuntimeError("mlflow server did not answer /health within 120 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    return proc
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on loopback (SQLite backend, proxied local artifacts), one per session."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    yield server.url
+    server.stop()
 
 
 def dvc_md5(root: Path, rel: str) -> str:

@@ -54,6 +54,9 @@ def test_runs_lists_the_run(demo: tuple[Path, subprocess.CompletedProcess[str]])
     assert [r["replay_of"] for r in rows] == [original_id, None]
     assert rows[1]["params"]["n_estimators"] == "50"
     assert rows[1]["data_status"] == "clean"
+    mistyped = nbtrack("runs", "--notebook", "other.ipynb", cwd=project)
+    assert mistyped.returncode == 12 and "--notebook other.ipynb: no such file" in mistyped.stderr
+    (project / "other.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     other = nbtrack("runs", "--notebook", "other.ipynb", cwd=project)
     assert other.returncode == 0 and "no tracked runs for other.ipynb" in other.stdout
 

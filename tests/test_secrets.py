@@ -15,6 +15,7 @@ literal sits in the source (secret scanners would flag the repository).
 from __future__ import annotations
 
 import json
+import os
 import random
 import string
 import uuid
@@ -276,6 +277,9 @@ def test_no_secret_reaches_the_tracking_server(
         assert shell.run_cell(source, store_history=True).success
     _live_message(shell, nb_path)
     shell.run_cell("%track stop", store_history=True)
+    from nbtrack.sync import wait_for_uploads
+
+    assert wait_for_uploads(120)  # the run went to the local spool first, then up in the background
 
     # Then the run reached the server through the URI with credentials (sent as basic auth)
     client = MlflowClient(tracking_uri=mlflow_server)
@@ -287,9 +291,14 @@ def test_no_secret_reaches_the_tracking_server(
     expected |= {"history.ipynb", "requirements.txt", "git.diff"}
     assert {name.removeprefix("nbtrack/") for name in files} >= expected
 
-    # And no secret of the corpus is in any byte of it
+    # And no secret of the corpus is in any byte of it, nor in any file of the local spool
     leaked = [s.id for s in CORPUS if s.secret.encode() in everything]
     assert leaked == []
+    spool_files = [p for p in Path(os.environ["NBTRACK_SPOOL_DIR"]).rglob("*") if p.is_file()]
+    assert any(p.name == "mlflow.db" for p in spool_files)
+    assert any(p.name == "snapshot.json" for p in spool_files)
+    spooled = b"".join(p.read_bytes() for p in spool_files)
+    assert [s.id for s in CORPUS if s.secret.encode() in spooled] == []
 
     # While the non-secret facts around them are all still there
     snap = snapshot_of(files)

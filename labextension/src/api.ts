@@ -26,11 +26,16 @@ export interface IRunRow {
   replay_verdict: string | null;
   metrics: Record<string, number>;
   params: Record<string, string>;
+  /** In the tracking server's local spool, not uploaded yet. */
+  pending_upload?: boolean;
+  upload_error?: string | null;
 }
 
 export interface IRunPage {
   runs: IRunRow[];
   next_page_token: string | null;
+  /** Set when the tracking server is unreachable: only spooled runs are listed. */
+  warning?: string;
   store?: string;
   notebook?: string | null;
 }

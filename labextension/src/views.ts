@@ -48,6 +48,20 @@ export function renderBadges(run: IRunRow): HTMLElement | null {
       )
     );
   }
+  if (run.pending_upload) {
+    badges.push(
+      h(
+        'span',
+        {
+          class: 'nbtrack-badge nbtrack-badge-pending',
+          title: run.upload_error
+            ? `not on the tracking server yet: ${run.upload_error}; \`nbtrack sync\` uploads it`
+            : 'kept in the local spool until it is uploaded to the tracking server'
+        },
+        'pending upload'
+      )
+    );
+  }
   if (run.replay_of) {
     const verdict = run.replay_verdict ?? '';
     badges.push(

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nbtrack.config import NbtrackConfig
-from nbtrack.models import Section
+from nbtrack.errors import NbtrackError
+from nbtrack.models import Section, SectionStatus
 
 log = logging.getLogger("nbtrack")
 
@@ -50,6 +51,21 @@ class CaptureResult:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
+class SectionIncomplete(Exception):
+    """Raised by a provider that took part of its section: ``result`` is what it did take, the
+    message says what is missing, why, and the fix.
+
+    ``status`` is ``absent`` when the missing part does not apply (the notebook's path is unknown,
+    its execution history is still recorded) and ``error`` when it failed (the notebook file is not
+    a notebook).
+    """
+
+    def __init__(self, reason: str, result: CaptureResult, status: SectionStatus = "error") -> None:
+        super().__init__(reason)
+        self.result = result
+        self.status = status
+
+
 class Provider(Protocol):
     name: str
 
@@ -57,17 +73,28 @@ class Provider(Protocol):
 
 
 def run_provider(provider: Provider, ctx: CaptureContext) -> tuple[Section, dict[str, bytes]]:
-    """Run one provider; never raises. Returns its section and the files it produced."""
+    """Run one provider; never raises. Returns its section and the files it produced.
+
+    A section that does not apply is ``absent`` and one that failed is ``error``, with the reason: the
+    message of an nbtrack error (which names the object and the fix), else the foreign exception's
+    type and message (logged with its traceback: that is a bug to report).
+    """
     started = time.perf_counter()
+    files: dict[str, bytes] = {}
     try:
         result = provider.capture(ctx)
     except SectionUnavailable as exc:
         section = Section(provider.name, "absent", str(exc))
-        files: dict[str, bytes] = {}
+    except SectionIncomplete as exc:
+        section = Section(provider.name, exc.status, str(exc), exc.result.data)
+        files = exc.result.files
+    except NbtrackError as exc:
+        # Already one line that says what to do; the magics print it and the run card shows it.
+        log.debug("nbtrack: could not capture %s: %s", provider.name, exc, exc_info=True)
+        section = Section(provider.name, "error", str(exc))
     except Exception as exc:
         log.warning("nbtrack: could not capture %s: %s", provider.name, exc, exc_info=True)
         section = Section(provider.name, "error", f"{type(exc).__name__}: {exc}")
-        files = {}
     else:
         section = Section(provider.name, "ok", None, result.data)
         files = result.files

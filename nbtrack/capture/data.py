@@ -184,8 +184,13 @@ def _remotes(
 
 
 # --- DVC files -----------------------------------------------------------------------------------
-def _collect_stages(repo: Any, parsed: dict[str, Any], problems: list[str]) -> list[tuple[Any, str]]:
-    """Every stage of the project with the file it came from, found as DVC's index finds them."""
+def _collect_stages(
+    repo: Any, parsed: dict[str, Any], problems: list[str], broken: list[str] | None = None
+) -> list[tuple[Any, str]]:
+    """Every stage of the project with the file it came from, found as DVC's index finds them.
+
+    The path of every DVC file that could not be loaded at all is added to ``broken``, when given.
+    """
     from dvc.dvcfile import is_valid_filename
 
     out_folders: set[str] = set()
@@ -194,7 +199,7 @@ def _collect_stages(repo: Any, parsed: dict[str, Any], problems: list[str]) -> l
         for name in sorted(files):
             path = os.path.join(folder, name)
             if is_valid_filename(name) and not _git_ignored(repo, path):
-                for stage, source in _load_stages(repo, path, parsed, problems):
+                for stage, source in _load_stages(repo, path, parsed, problems, broken):
                     found.append((stage, source))
                     out_folders.update(o.fs_path for o in stage.outs if o.protocol == "local")
         # Like DVC: no DVC files are looked for inside outputs or git-ignored folders.
@@ -214,8 +219,11 @@ def _git_ignored(repo: Any, path: str) -> bool:
         return False
 
 
-def _load_stages(repo: Any, path: str, parsed: dict[str, Any], problems: list[str]) -> list[tuple[Any, str]]:
-    """The stages of one ``.dvc`` or ``dvc.yaml`` file; a broken file becomes a problem line.
+def _load_stages(
+    repo: Any, path: str, parsed: dict[str, Any], problems: list[str], broken: list[str] | None = None
+) -> list[tuple[Any, str]]:
+    """The stages of one ``.dvc`` or ``dvc.yaml`` file; a broken file becomes a problem line (and its
+    path goes to ``broken``).
 
     DVC raises many kinds of error on a broken file (YAML, schema, AttributeError on an int hash):
     each is caught so that one file never costs the others.
@@ -234,6 +242,8 @@ def _load_stages(repo: Any, path: str, parsed: dict[str, Any], problems: list[st
         except Exception as exc:  # noqa: BLE001 - see the docstring
             fix = f"fix it or run `dvc add {rel[: -len('.dvc')]}` again"
             problems.append(f"{rel} is not a valid DVC file ({_one_line(exc)}); {fix}")
+            if broken is not None:
+                broken.append(path)
             return []
 
     lock_path = os.path.join(os.path.dirname(path), "dvc.lock")
@@ -245,6 +255,8 @@ def _load_stages(repo: Any, path: str, parsed: dict[str, Any], problems: list[st
     except Exception as exc:  # noqa: BLE001 - see the docstring
         fix = "run `dvc repro` (or `dvc commit`) to rewrite it"
         problems.append(f"{lock_rel} is not a valid DVC lock file ({_one_line(exc)}); {fix}")
+        if broken is not None:
+            broken.append(lock_path)
         return []
     try:
         # DVC resolves dvc.yaml (templating, foreach/matrix, wdir); the lock data is nbtrack's.
@@ -252,6 +264,8 @@ def _load_stages(repo: Any, path: str, parsed: dict[str, Any], problems: list[st
         names = list(loader)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         problems.append(f"{rel} is not a valid DVC pipeline ({_one_line(exc)}); fix it, then run `dvc repro`")
+        if broken is not None:
+            broken.append(path)
         return []
     stages = []
     for name in names:

@@ -13,14 +13,15 @@ import hashlib
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailable
+from nbtrack.capture.base import CaptureContext, CaptureResult, SectionIncomplete, SectionUnavailable
 from nbtrack.capture.history import ExecutedCell, history_notebook
 from nbtrack.capture.locate import NotebookLocation
-from nbtrack.errors import NotebookError
+from nbtrack.errors import NotebookError, SnapshotError
 from nbtrack.redact import Redactor, policy
 
 
@@ -29,19 +30,76 @@ def cell_source(cell: dict[str, Any]) -> str:
     return "".join(src) if isinstance(src, list) else str(src)
 
 
+def parse_notebook(raw: bytes | str, source: str, fix: str | None = None) -> dict[str, Any]:
+    """``raw`` as a notebook dict; a one-line :class:`NotebookError` naming ``source`` when it is not one.
+
+    ``fix`` replaces the advice that ends the message (for a file: restore it, re-save it).
+
+    Example:
+        >>> parse_notebook(b'{"cells": [], "nbformat": 4, "nbformat_minor": 5}', "a.ipynb")["nbformat"]
+        4
+        >>> parse_notebook(b"print(1)", "a.ipynb")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        nbtrack.errors.NotebookError: a.ipynb is not a notebook (invalid JSON: ...); ...
+    """
+    try:
+        nb = json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError included: a binary file
+        detail = " ".join(str(exc).split())[:120]
+        raise NotebookError(
+            f"{source} is not a notebook (invalid JSON: {detail}); "
+            f"{fix or 'restore it from git or re-save it in Jupyter'}"
+        ) from exc
+    if isinstance(nb, dict) and isinstance(nb.get("nbformat"), int) and nb["nbformat"] < 4:
+        raise NotebookError(
+            f"{source} is an nbformat {nb['nbformat']} notebook, nbtrack reads nbformat 4; convert it "
+            f"with `jupyter nbconvert --to notebook --nbformat 4 {source}`"
+        )
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or "nbformat" not in nb:
+        raise NotebookError(
+            f"{source} is JSON but not a Jupyter notebook (no cells/nbformat); "
+            f"{fix or 'give the path of the .ipynb'}"
+        )
+    return nb
+
+
+def parse_artifact(text: str, run_id: str, name: str) -> dict[str, Any]:
+    """A run's recorded notebook artifact ``nbtrack/<name>``, parsed.
+
+    Raises:
+        SnapshotError: it is not a notebook (the run's artifacts are damaged).
+    """
+    try:
+        return parse_notebook(
+            text,
+            f"run {run_id}'s nbtrack/{name} artifact",
+            "the run's artifacts are damaged: record the run again",
+        )
+    except NotebookError as exc:
+        raise SnapshotError(str(exc)) from exc
+
+
 def read_notebook(path: Path) -> dict[str, Any]:
     """The notebook at ``path`` as a dict; a one-line :class:`NotebookError` when it is not one."""
+    return parse_notebook(read_notebook_bytes(path), str(path))
+
+
+def read_notebook_bytes(path: Path) -> bytes:
+    """The bytes of the notebook file at ``path``; a one-line :class:`NotebookError` when unreadable."""
     try:
-        raw = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise NotebookError(f"cannot read notebook {path}: {exc.strerror}; check the path") from exc
-    except ValueError as exc:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
         raise NotebookError(
-            f"{path} is not a notebook (invalid JSON: {exc}); restore it from git or re-save it in Jupyter"
+            f"notebook {path} no longer exists (moved or deleted?); give its new path with "
+            "`%track start --notebook PATH`"
         ) from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list) or "nbformat" not in raw:
-        raise NotebookError(f"{path} is JSON but not a Jupyter notebook (no cells/nbformat); pick the .ipynb")
-    return raw
+    except IsADirectoryError as exc:
+        raise NotebookError(f"{path} is a folder, not a notebook; give the path of the .ipynb") from exc
+    except OSError as exc:
+        raise NotebookError(
+            f"cannot read notebook {path}: {exc.strerror}; check the path and its permissions"
+        ) from exc
 
 
 def code_cells(nb: dict[str, Any]) -> list[dict[str, Any]]:
@@ -299,19 +357,23 @@ class NotebookProvider:
         redactor = policy(ctx.config)
         # Where secrets were found and redacted, per artifact (cell index, part of the cell, kinds).
         redacted: dict[str, list[dict[str, Any]]] = {}
+        # Why the saved notebook is missing from the run (its execution history is still kept).
+        unreadable: str | None = None
         if loc.path is None:
             data["path"] = None
             data["reason"] = loc.why_unknown
         else:
-            raw = loc.path.read_bytes()
-            data.update(
-                path=str(loc.path),
-                relpath=_relpath(loc.path, ctx.project_root),
-                size=len(raw),
-                sha256=hashlib.sha256(raw).hexdigest(),
-                mtime=loc.path.stat().st_mtime,
-            )
-            nb = self.parsed = read_notebook(loc.path)
+            data.update(path=str(loc.path), relpath=_relpath(loc.path, ctx.project_root))
+            try:
+                raw = read_notebook_bytes(loc.path)
+                data.update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+                nb = self.parsed = parse_notebook(raw, str(loc.path))
+            except NotebookError as exc:
+                unreadable = str(exc)
+                data.update(stored=False, stored_reason=unreadable, reason=unreadable)
+        if nb is not None and loc.path is not None:
+            with suppress(OSError):  # deleted since it was read: what was read is recorded
+                data["mtime"] = loc.path.stat().st_mtime
             cells = code_cells(nb)
             data.update(
                 nbformat=f"{nb.get('nbformat')}.{nb.get('nbformat_minor')}",
@@ -357,6 +419,10 @@ class NotebookProvider:
         data["redacted"] = redacted
         if loc.path is None and not self.executed:
             raise SectionUnavailable(loc.why_unknown)
+        if loc.path is None:
+            raise SectionIncomplete(loc.why_unknown, CaptureResult(data, files), "absent")
+        if unreadable is not None:
+            raise SectionIncomplete(unreadable, CaptureResult(data, files), "error")
         return CaptureResult(data, files)
 
     def _capture_live(

@@ -11,6 +11,7 @@ from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailab
 from nbtrack.capture.history import ExecutedCell
 from nbtrack.capture.locate import NotebookLocation
 from nbtrack.capture.notebook import cell_source, is_injected_parameters, read_notebook
+from nbtrack.errors import NotebookError
 from nbtrack.redact import policy
 
 
@@ -67,8 +68,14 @@ class ParametersProvider:
     def capture(self, ctx: CaptureContext) -> CaptureResult:
         defaults: dict[str, Any] = {}
         cell_index = None
-        if self.location.path is not None:
-            nb = self.notebook or read_notebook(self.location.path)
+        nb = self.notebook
+        unreadable = None
+        if nb is None and self.location.path is not None:
+            try:
+                nb = read_notebook(self.location.path)
+            except NotebookError as exc:  # the notebook section says so too; injected values still count
+                unreadable = str(exc)
+        if nb is not None:
             for i, cell in enumerate(nb["cells"]):
                 tags = (cell.get("metadata") or {}).get("tags") or []
                 if cell.get("cell_type") == "code" and "parameters" in tags:
@@ -78,6 +85,8 @@ class ParametersProvider:
         for ex in self.executed:
             if is_injected_parameters(ex.source):
                 injected = parse_assignments(ex.source)  # the last injection wins, as in the kernel
+        if cell_index is None and not injected and unreadable is not None:
+            raise SectionUnavailable(f"no `parameters` cell could be read: {unreadable}")
         if cell_index is None and not injected:
             raise SectionUnavailable(
                 "no cell tagged `parameters` and no papermill parameters; tag a cell `parameters` "

@@ -38,6 +38,10 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from nbtrack.server.service import NbtrackService
 
     config = load_config(serverapp.config)
+    from nbtrack.store.http import bound_process
+
+    # A dead tracking server fails a panel request in seconds (MLflow alone retries ~4 minutes).
+    bound_process(config.tracking_timeout)
     service = NbtrackService(
         serverapp.root_dir,
         config,

@@ -151,9 +151,10 @@ class NbtrackService:
         }
         if target.store is None:  # no run was ever tracked here: nothing to list, nothing created
             return page
-        if not page_token:  # first page: runs whose kernel died on this host are ended KILLED first
-            end_orphans_quietly(target.store, by="the JupyterLab panel")
+        pending = [] if page_token else self._pending(target)
         try:
+            if not page_token:  # first page: runs whose kernel died on this host are ended KILLED first
+                end_orphans_quietly(target.store, by="the JupyterLab panel")
             runs, token = target.store.search_runs(
                 notebook=target.notebook,
                 experiment=experiment or None,
@@ -165,12 +166,25 @@ class NbtrackService:
                 raise UsageError(
                     f"page_token {page_token[:40]!r} is not a page of this listing; list again without it"
                 ) from exc
-            raise
-        page["runs"] = [run_row(run) for run in runs]
+            if not pending:
+                raise
+            # The server is down: the runs waiting for it in the local spool are still listed.
+            page.update(runs=[run_row(run) for run in pending], warning=str(exc))
+            return page
+        page["runs"] = [run_row(run) for run in pending + list(runs)]
         if isinstance(token, bytes):  # MLflow's SQL store hands out its base64 token as bytes
             token = token.decode("ascii")
         page["next_page_token"] = token or None
         return page
+
+    def _pending(self, target: Any) -> list[Any]:
+        """Runs of this notebook still in the local spool of the tracking server (first page only)."""
+        if not target.store.is_server:
+            return []
+        from nbtrack.store.spool import Spool
+
+        spool = Spool.for_server(target.store.uri, self.config)
+        return [r for r in spool.pending() if r.data.tags.get("mlflow.source.name") == target.notebook]
 
     def run_detail(self, run_id: str, notebook: str | None) -> dict[str, Any]:
         from nbtrack.server.summary import run_detail

@@ -52,7 +52,8 @@ def translate_errors(what: str) -> Iterator[None]:
     except MlflowException as exc:
         code = getattr(exc, "error_code", "")
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower():
+        bad_id = code == "INVALID_PARAMETER_VALUE" and "run_id" in message.lower()
+        if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower() or bad_id:
             raise RunNotFoundError(f"{what}: {message}; list runs with `nbtrack runs`") from exc
         raise StoreError(f"{what}: {message}") from exc
     except (ConnectionError, OSError) as exc:
@@ -77,6 +78,8 @@ class MlflowStore:
         self.uri = uri
         self.artifact_root = artifact_root
         self._client: Any = None
+        #: The :class:`~nbtrack.store.spool.Spool` this store is the local store of, if it is one.
+        self.spool: Any = None
 
     @classmethod
     def for_project(cls, project_root: Path, config: Any) -> MlflowStore:
@@ -189,6 +192,11 @@ class MlflowStore:
                 target.write_bytes(data)
             self.client.log_artifacts(run_id, tmp, ARTIFACT_DIR)
 
+    def delete_run(self, run_id: str) -> None:
+        """Move a run to MLflow's trash (hidden from every listing; ``mlflow gc`` purges it)."""
+        with translate_errors(f"deleting run {run_id}"):
+            retry_locked(lambda: self.client.delete_run(run_id), f"deleting run {run_id}")
+
     def log_datasets(self, run_id: str, datasets: list[dict[str, str]]) -> None:
         """Log DVC outputs as MLflow dataset inputs (digest = the DVC hash), shown in MLflow's UI."""
         if not datasets:
@@ -212,8 +220,14 @@ class MlflowStore:
 
     def load_snapshot(self, run_id: str) -> Snapshot:
         """Read a run's ``nbtrack/snapshot.json``."""
-        self.get_run(run_id)  # a clear RunNotFoundError before any artifact error
+        run = self.get_run(run_id)  # a clear RunNotFoundError before any artifact error
         text = self.read_artifact(run_id, "snapshot.json")
+        if text is None and "nbtrack.schema_version" in run.data.tags:
+            raise SnapshotError(
+                f"run {run_id} was tracked by nbtrack but its artifacts are missing from "
+                f"{strip_url_credentials(run.info.artifact_uri)}; restore them from a backup or "
+                "record the run again"
+            )
         if text is None:
             raise SnapshotError(
                 f"run {run_id} has no {ARTIFACT_DIR}/snapshot.json; it was not tracked by nbtrack "

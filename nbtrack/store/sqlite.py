@@ -19,11 +19,12 @@ nbtrack's own that still finds the database locked is retried a few times with b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -80,7 +81,8 @@ def open_client(uri: str) -> Any:
             with lock.acquire(timeout=0.25):
                 # Building the client builds MLflow's store for the URI (cached per process, shared
                 # with the fluent API): table creation and migrations happen here, one process at a time.
-                client = MlflowClient(tracking_uri=uri)
+                with _quiet("mlflow.store.db.utils", "alembic"):  # its table-creation notes
+                    client = MlflowClient(tracking_uri=uri)
                 _mark_ready(db)
                 return client
         except Timeout:
@@ -94,6 +96,19 @@ def open_client(uri: str) -> Any:
             log.debug("no lock beside %s (%s); opening it unguarded", db, exc)
             break
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence the INFO notes of ``loggers`` (printed into the user's cell) inside the block."""
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for logger, _ in saved:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
 
 
 def _ready_marker(db: Path) -> Path:

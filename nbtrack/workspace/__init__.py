@@ -137,6 +137,12 @@ def build_workspace(
             )
         data = snapshot.section("data")
         if data.status == "ok":
+            # A broken .dvc file at record time: its output was not recorded, so it is not restored.
+            ws.risks.extend(
+                f"when the run was recorded, DVC reported: {problem}; what DVC could not read then is "
+                "not restored"
+                for problem in data.data.get("problems") or []
+            )
             _restore_data(ws, data.data, git_data, src_top, progress, say)
         elif data.status == "error" or (ws.project / ".dvc").is_dir():
             ws.risks.append(

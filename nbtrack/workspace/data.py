@@ -228,19 +228,32 @@ def _align_dvc_files(
     """Make the workspace's DVC files name the recorded hashes.
 
     Returns the outputs DVC keeps in its cache (a ``cache: false`` output, such as a metrics file,
-    is git's to restore) and whether a DVC file was rewritten.
+    is git's to restore) and whether a DVC file was rewritten or removed.
+
+    A DVC file that cannot be loaded (broken YAML, ...) is removed from the workspace: DVC's
+    checkout loads every DVC file of the project and would fail on it, for every output.
     """
     from dvc_data.hashfile.hash_info import HashInfo
     from dvc_data.hashfile.meta import Meta
 
     problems: list[str] = []
+    broken: list[str] = []
     found = {
         _rel(out.fs_path, repo.root_dir): (stage, out)
-        for stage, _ in _collect_stages(repo, {}, problems)
+        for stage, _ in _collect_stages(repo, {}, problems, broken)
         for out in stage.outs
     }
     commit = str(git_data.get("commit"))[:12]
-    cached, rewritten = [], False
+    for path in broken:
+        os.unlink(path)  # the workspace's copy: the user's file is untouched
+    if broken:
+        names = ", ".join(_rel(path, repo.root_dir) for path in broken)
+        them = "them" if len(broken) > 1 else "it"
+        risks.append(
+            f"DVC cannot load {names} at commit {commit}; the workspace leaves {them} out so that DVC "
+            "can check out the other outputs"
+        )
+    cached, rewritten = [], bool(broken)
     for rec in outputs:
         path, source = rec["path"], rec.get("source") or "its DVC file"
         if path not in found:

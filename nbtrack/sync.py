@@ -1,0 +1,319 @@
+"""Upload spooled runs to their tracking server: in the background after ``%track stop``, and by
+``nbtrack sync``.
+
+Uploading one run is idempotent and resumable: under a lock per run (two uploaders never copy the
+same run at once), the server run is found by its ``nbtrack.spool_run_id`` tag or created with it,
+its id is remembered in the spool, then params, tags, the metric histories, dataset inputs and
+every artifact are copied, what the server already has is skipped, and the run is ended with its
+status and end time. Only then is the spool run marked ``uploaded``. A crash (or a server dying)
+anywhere in between leaves the run pending; the next upload resumes it, with no duplicate run.
+
+Example:
+    >>> report = sync(Spool.for_server(uri, config), MlflowStore(uri))  # doctest: +SKIP
+    >>> report.uploaded  # doctest: +SKIP
+    [('0f3c...', '9a41...')]
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbtrack.errors import NbtrackError, StoreError
+from nbtrack.store.spool import (
+    LAST_ERROR,
+    LOCAL_TAGS,
+    PENDING,
+    SERVER_RUN_ID,
+    SPOOL_RUN_ID,
+    SYNC_STATE,
+    UPLOADED,
+    Spool,
+    artifact_folder,
+)
+
+log = logging.getLogger("nbtrack.sync")
+
+#: MLflow's log_batch limits.
+_MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
+#: Seconds an uploader waits for another one that is uploading the same run.
+LOCK_TIMEOUT = 600.0
+#: Test hook: ``NBTRACK_SYNC_FAULT=<stage>`` ends the process abruptly once ``stage`` is done,
+#: which is how the tests crash an upload halfway (a real process death at a chosen point).
+FAULT_ENV = "NBTRACK_SYNC_FAULT"
+
+
+@dataclass
+class SyncReport:
+    uploaded: list[tuple[str, str]] = field(default_factory=list)  # (spool run id, server run id)
+    already: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (spool run id, why)
+    running: list[str] = field(default_factory=list)  # still being tracked: uploaded once ended
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uploaded": [{"run_id": a, "server_run_id": b} for a, b in self.uploaded],
+            "already_uploaded": [{"run_id": a, "server_run_id": b} for a, b in self.already],
+            "failed": [{"run_id": a, "reason": b} for a, b in self.failed],
+            "running": self.running,
+        }
+
+
+def _fault(stage: str) -> None:
+    if os.environ.get(FAULT_ENV) == stage:
+        os._exit(75)
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def sync(
+    spool: Spool,
+    target: Any,
+    *,
+    run_ids: list[str] | None = None,
+    say: Callable[[str], None] = lambda _line: None,
+) -> SyncReport:
+    """Upload the spool's pending runs (or just ``run_ids``) to ``target``, oldest first."""
+    report = SyncReport()
+    if not spool.exists():
+        return report
+    runs = list(reversed(spool.pending()))
+    if run_ids is not None:
+        runs = [r for r in runs if r.info.run_id in set(run_ids)]
+    for run in runs:
+        run_id = run.info.run_id
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            report.running.append(run_id)
+            continue
+        try:
+            server_id, copied = upload_run(spool, target, run_id)
+        except NbtrackError as exc:
+            report.failed.append((run_id, str(exc)))
+            _remember_error(spool, run_id, str(exc))
+            say(f"nbtrack sync: {run_id} not uploaded: {exc}")
+            continue
+        (report.uploaded if copied else report.already).append((run_id, server_id))
+        if copied:
+            say(f"nbtrack sync: uploaded {run_id} as run {server_id} on {target.display_uri}")
+    return report
+
+
+def _remember_error(spool: Spool, run_id: str, reason: str) -> None:
+    with contextlib.suppress(NbtrackError):
+        spool.store.set_tags(run_id, {LAST_ERROR: reason[:500]})
+
+
+def upload_run(spool: Spool, target: Any, run_id: str) -> tuple[str, bool]:
+    """Upload one spool run; returns its server run id and whether anything was copied now."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(spool.lock_path(run_id)), timeout=LOCK_TIMEOUT):
+            return _upload_locked(spool, target, run_id)
+    except Timeout as exc:
+        raise StoreError(
+            f"run {run_id} is being uploaded by another process for over {LOCK_TIMEOUT:.0f} s; "
+            "run `nbtrack sync` again later"
+        ) from exc
+
+
+def _upload_locked(spool: Spool, target: Any, run_id: str) -> tuple[str, bool]:
+    from nbtrack.store.mlflow_store import translate_errors
+
+    local = spool.store.client
+    run = local.get_run(run_id)  # again, under the lock: another uploader may have finished it
+    tags = run.data.tags
+    if tags.get(SYNC_STATE) == UPLOADED and tags.get(SERVER_RUN_ID):
+        return tags[SERVER_RUN_ID], False
+    experiment = local.get_experiment(run.info.experiment_id).name
+    with translate_errors(f"uploading run {run_id} to {target.display_uri}"):
+        server = target.client
+        exp_id = target.experiment_id(experiment)
+        server_id = tags.get(SERVER_RUN_ID) or _find_on_server(target, exp_id, run_id)
+        if server_id is None:
+            copied_tags = _server_tags(tags)
+            copied_tags[SPOOL_RUN_ID] = run_id
+            created = server.create_run(
+                exp_id, start_time=run.info.start_time, tags=copied_tags, run_name=run.info.run_name
+            )
+            server_id = created.info.run_id
+            _fault("create")
+        spool.store.set_tags(run_id, {SERVER_RUN_ID: server_id})
+        remote = server.get_run(server_id)
+        _copy_values(local, server, run, remote)
+        _fault("values")
+        _copy_inputs(server, run, remote)
+        _copy_artifacts(server, run, server_id)
+        _fault("artifacts")
+        server.set_terminated(server_id, status=run.info.status, end_time=run.info.end_time)
+        spool.store.set_tags(run_id, {SYNC_STATE: UPLOADED, LAST_ERROR: ""})
+    return server_id, True
+
+
+def _server_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The tags a server copy gets: not the spool's own, not the run name (set on creation), and not
+    the owner's pid (on the server the run is ended by the upload, never by the orphan search)."""
+    return {
+        k: v
+        for k, v in tags.items()
+        if k not in LOCAL_TAGS and k != "mlflow.runName" and not k.startswith("nbtrack.owner.")
+    }
+
+
+def _find_on_server(target: Any, exp_id: str, run_id: str) -> str | None:
+    """The server run an earlier, interrupted upload of ``run_id`` created, if any."""
+    runs, _ = target.search_runs(experiment_ids=[exp_id], tags={SPOOL_RUN_ID: run_id}, max_results=5)
+    return str(runs[0].info.run_id) if runs else None
+
+
+def _copy_values(local: Any, server: Any, run: Any, remote: Any) -> None:
+    """Params, tags and metric histories the server run lacks (MLflow limits each batch)."""
+    from mlflow.entities import Param, RunTag
+
+    have_params = remote.data.params
+    params = [Param(k, v) for k, v in run.data.params.items() if k not in have_params]
+    have_tags = remote.data.tags
+    tags = [RunTag(k, v) for k, v in _server_tags(run.data.tags).items() if have_tags.get(k) != v]
+    for chunk in _chunks(params, _MAX_PARAMS):
+        server.log_batch(remote.info.run_id, params=chunk)
+    for chunk in _chunks(tags, _MAX_TAGS):
+        server.log_batch(remote.info.run_id, tags=chunk)
+    for key in run.data.metrics:
+        history = local.get_metric_history(run.info.run_id, key)
+        if key in remote.data.metrics:
+            there = server.get_metric_history(remote.info.run_id, key)
+            seen = {(m.timestamp, m.step, m.value) for m in there}
+            history = [m for m in history if (m.timestamp, m.step, m.value) not in seen]
+        for chunk in _chunks(history, _MAX_METRICS):
+            server.log_batch(remote.info.run_id, metrics=chunk)
+
+
+def _copy_inputs(server: Any, run: Any, remote: Any) -> None:
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    there = remote.inputs.dataset_inputs if remote.inputs else []
+    have = {(d.dataset.name, d.dataset.digest) for d in there}
+    missing = [d for d in inputs if (d.dataset.name, d.dataset.digest) not in have]
+    if missing:
+        server.log_inputs(remote.info.run_id, datasets=missing)
+
+
+def _copy_artifacts(server: Any, run: Any, server_id: str) -> None:
+    """Every artifact file of the spool run (a re-upload overwrites the same paths)."""
+    folder = artifact_folder(run)
+    if folder is None or not folder.is_dir() or not any(folder.iterdir()):
+        return
+    server.log_artifacts(server_id, str(folder))
+
+
+def flush(store: Any, config: Any, tags: dict[str, str]) -> None:
+    """Upload now the pending spool runs carrying ``tags`` (a replay's run, which the replayer
+    reads right after its kernel exits). Nothing happens for a store that is not a server."""
+    if not getattr(store, "is_server", False):
+        return
+    from nbtrack.store.http import bounded
+
+    spool = Spool.for_server(store.uri, config)
+    wanted = [r.info.run_id for r in spool.pending() if all(r.data.tags.get(k) == v for k, v in tags.items())]
+    if wanted:
+        with bounded(config.tracking_timeout):
+            sync(spool, store, run_ids=wanted)
+
+
+# --- in a kernel: one background uploader -----------------------------------------------------------
+class Uploader:
+    """Uploads a spool's pending runs on a background thread, one pass per :meth:`kick`.
+
+    ``on_done(run_id, state, detail)`` is called for each run of a pass (state ``uploaded`` with the
+    server run id, or ``pending`` with the reason), from the uploader's thread.
+    """
+
+    def __init__(self, spool: Spool, target: Any, timeout: float) -> None:
+        self.spool = spool
+        self.target = target
+        self.timeout = timeout
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._listeners: dict[str, list[Callable[[str, str], None]]] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def kick(self, run_id: str | None = None, on_done: Callable[[str, str], None] | None = None) -> None:
+        """Start a pass soon; ``on_done(state, detail)`` hears how ``run_id`` ended."""
+        with self._lock:
+            if run_id and on_done:
+                self._listeners.setdefault(run_id, []).append(on_done)
+            self._idle.clear()
+            self._wake.set()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="nbtrack-upload", daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until no pass is running or due; True when idle."""
+        return self._idle.wait(timeout)
+
+    def _loop(self) -> None:
+        from nbtrack.store.http import bounded
+
+        while True:
+            if not self._wake.wait(60):
+                continue
+            self._wake.clear()
+            try:
+                with bounded(self.timeout):
+                    report = sync(self.spool, self.target)
+            except Exception as exc:  # noqa: BLE001 - a background thread must not die silently
+                log.warning("nbtrack: background upload failed: %s", exc)
+                report = SyncReport()
+            with self._lock:
+                for run_id, server_id in report.uploaded + report.already:
+                    for listener in self._listeners.pop(run_id, []):
+                        _call(listener, UPLOADED, server_id)
+                for run_id, reason in report.failed:
+                    for listener in self._listeners.pop(run_id, []):
+                        _call(listener, PENDING, reason)
+                if not self._wake.is_set():
+                    self._idle.set()
+
+
+def _call(listener: Callable[[str, str], None], state: str, detail: str) -> None:
+    try:
+        listener(state, detail)
+    except Exception:
+        log.debug("nbtrack: upload listener failed", exc_info=True)
+
+
+_uploaders: dict[str, Uploader] = {}
+
+
+def uploader_for(spool: Spool, target: Any, timeout: float) -> Uploader:
+    """This process's uploader for a spool (created on first use; waited for at exit)."""
+    key = str(spool.folder)
+    if key not in _uploaders:
+        if not _uploaders:
+            atexit.register(_finish_at_exit)
+        _uploaders[key] = Uploader(spool, target, timeout)
+    return _uploaders[key]
+
+
+def wait_for_uploads(timeout: float) -> bool:
+    """Wait (at most ``timeout`` s in all) until this process's uploaders are idle; True if they are."""
+    deadline = time.monotonic() + timeout
+    return all(u.wait(max(0.0, deadline - time.monotonic())) for u in list(_uploaders.values()))
+
+
+def _finish_at_exit() -> None:
+    """At interpreter exit, give running uploads a bounded moment; what is left stays pending."""
+    deadline = time.monotonic() + max(uploader.timeout for uploader in _uploaders.values()) * 2
+    for uploader in _uploaders.values():
+        uploader.wait(max(0.0, deadline - time.monotonic()))
