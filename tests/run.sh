@@ -10,16 +10,22 @@ PY=${PYTHON:-python3}
 VENV=${NBTRACK_VENV:-.venv}
 step() { printf '\n== %s\n' "$*"; }
 
-step "system packages: chromium (for tests/browser), node"
+step "system packages: chromium (for tests/browser), postgresql (for tests/test_team.py), node"
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Debian's server binaries live in /usr/lib/postgresql/<version>/bin, not on the PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  # The tests start their own PostgreSQL cluster: Debian's default one is not created (nor started).
+  $SUDO mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/nbtrack.conf >/dev/null
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 chromium --version
+"$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -n 1)" --version
 
 step "virtualenv $VENV"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
