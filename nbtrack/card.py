@@ -31,7 +31,12 @@ def stored_summary(store: Any, run_id: str) -> dict[str, Any]:
     Raises:
         UsageError: no run with that id in this store.
     """
+    from nbtrack.config import load_config
+    from nbtrack.store.spool import resolve_run
+
     try:
+        # A spool id (the card showed it before the upload) finds the server copy, or the spool's.
+        store, run_id, _ = resolve_run(store, run_id, load_config())
         run = store.get_run(run_id)
     except RunNotFoundError as exc:
         raise UsageError(

@@ -245,23 +245,14 @@ def _pending_runs(store: Any, rel: str | None, experiment: str | None) -> list[A
 
 
 def _resolve(store: Any, run_id: str) -> tuple[Any, str]:
-    """Where a run id is: the store, else (a tracking server) its local spool. A spool run already
-    uploaded resolves to its server copy."""
-    from nbtrack.store.spool import SERVER_RUN_ID, SYNC_STATE, UPLOADED
+    """Where a run id is (see :func:`nbtrack.store.spool.resolve_run`); says when it was translated."""
+    from nbtrack.config import load_config
+    from nbtrack.store.spool import resolve_run
 
-    try:
-        store.get_run(run_id)
-        return store, run_id
-    except RunNotFoundError:
-        spool = _spool_of(store)
-        found = spool.find(run_id) if spool is not None else None
-        if found is None:
-            raise
-    tags = found.data.tags
-    if tags.get(SYNC_STATE) == UPLOADED and tags.get(SERVER_RUN_ID):
-        print(f"nbtrack: run {run_id} was uploaded as run {tags[SERVER_RUN_ID]}", file=sys.stderr)
-        return store, tags[SERVER_RUN_ID]
-    return spool.store, run_id
+    where, resolved, note = resolve_run(store, run_id, load_config())
+    if note:
+        print(f"nbtrack: {note}", file=sys.stderr)
+    return where, resolved
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -474,7 +465,6 @@ def _replay_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every matching run, each replayed in its own process (``--jobs`` at once)."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
-
 
     store, root, _ = _context(args)
     runs, _ = store.search_runs(

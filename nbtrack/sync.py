@@ -96,10 +96,14 @@ def sync(
             continue
         try:
             server_id, copied = upload_run(spool, target, run_id)
-        except NbtrackError as exc:
-            report.failed.append((run_id, str(exc)))
-            _remember_error(spool, run_id, str(exc))
-            say(f"nbtrack sync: {run_id} not uploaded: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one run's failure must not stop the others
+            from nbtrack.redact import redact_text
+
+            why = str(exc) if isinstance(exc, NbtrackError) else f"{type(exc).__name__}: {exc}"
+            why = redact_text(" ".join(why.split()))
+            report.failed.append((run_id, why))
+            _remember_error(spool, run_id, why)
+            say(f"nbtrack sync: {run_id} not uploaded: {why}")
             continue
         (report.uploaded if copied else report.already).append((run_id, server_id))
         if copied:

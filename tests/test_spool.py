@@ -232,3 +232,33 @@ def test_the_run_card_follows_the_background_upload(
     assert run.data.metrics == {"m": 1.5} and run.data.tags["nbtrack.spool_run_id"] == summary["run_id"]
     # and the kernel's own MLflow calls go to the server again, not to the spool
     assert mlflow.get_tracking_uri() == mlflow_server
+
+
+def test_a_failed_upload_keeps_no_credentials_in_the_spool(
+    shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbtrack.store.spool import LAST_ERROR, Spool
+    from nbtrack.sync import wait_for_uploads
+
+    # Given a tracking URI with a password, on a port where nothing listens
+    password = "Sp00l-pw-never-stored-4411"
+    uri = f"http://mlflowuser:{password}@127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("NBTRACK_TRACKING_TIMEOUT", "1")
+    root = make_project(tmp_path / "proj", use_dvc=False)
+    nb = write_notebook(root / "train.ipynb", ["x = 1"])
+    monkeypatch.chdir(root)
+    # When a run is tracked and its upload fails
+    assert shell.run_cell(f"%track start --notebook {nb} --experiment creds").success
+    assert shell.run_cell("%track stop").success
+    assert wait_for_uploads(60)
+    # Then the spool says why the run is pending, without the password, in no file at all
+    from nbtrack.config import NbtrackConfig
+
+    (run,) = Spool.for_server(uri, NbtrackConfig()).pending()
+    assert run.data.tags[LAST_ERROR]
+    files = [p for p in Path(os.environ["NBTRACK_SPOOL_DIR"]).rglob("*") if p.is_file()]
+    assert files and not [p for p in files if password.encode() in p.read_bytes()]
+    # and `nbtrack sync` says the server is unreachable without echoing it either
+    down = _nbtrack(uri, "sync")
+    assert down.returncode == 14 and password not in down.stderr and "127.0.0.1" in down.stderr

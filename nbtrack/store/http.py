@@ -23,6 +23,8 @@ import urllib.request
 from collections.abc import Iterator
 
 _lock = threading.Lock()
+_depth = 0  # blocks inside bounded(), all threads: the variables go when the last one leaves
+_added: list[str] = []
 
 
 def limits(timeout: float) -> dict[str, str]:
@@ -48,16 +50,21 @@ def bound_process(timeout: float) -> None:
 @contextlib.contextmanager
 def bounded(timeout: float) -> Iterator[None]:
     """Bound the MLflow HTTP calls made inside the block; the environment is restored after."""
+    global _depth
     with _lock:
-        added = [name for name in limits(timeout) if name not in os.environ]
-        for name in added:
-            os.environ[name] = limits(timeout)[name]
+        if _depth == 0:
+            _added[:] = [name for name in limits(timeout) if name not in os.environ]
+            for name in _added:
+                os.environ[name] = limits(timeout)[name]
+        _depth += 1
     try:
         yield
     finally:
         with _lock:
-            for name in added:
-                os.environ.pop(name, None)
+            _depth -= 1
+            if _depth == 0:
+                for name in _added:
+                    os.environ.pop(name, None)
 
 
 def unreachable(uri: str, timeout: float) -> str | None:

@@ -47,17 +47,21 @@ def translate_errors(what: str) -> Iterator[None]:
     """Turn MLflow and connection errors into one-line :class:`StoreError`s."""
     from mlflow.exceptions import MlflowException  # heavy; only once a run is being logged
 
+    from nbtrack.redact import redact_text
+
     try:
         yield
     except MlflowException as exc:
         code = getattr(exc, "error_code", "")
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # (MLflow quotes the request URL, credentials included)
+        message = redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         bad_id = code == "INVALID_PARAMETER_VALUE" and "run_id" in message.lower()
         if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower() or bad_id:
             raise RunNotFoundError(f"{what}: {message}; list runs with `nbtrack runs`") from exc
         raise StoreError(f"{what}: {message}") from exc
     except (ConnectionError, OSError) as exc:
-        raise StoreError(f"{what}: {exc}; check that the tracking server is reachable") from exc
+        reason = redact_text(str(exc))
+        raise StoreError(f"{what}: {reason}; check that the tracking server is reachable") from exc
 
 
 class MlflowStore:
@@ -68,7 +72,7 @@ class MlflowStore:
         >>> store.search_runs(notebook="train.ipynb")  # doctest: +SKIP
     """
 
-    def __init__(self, uri: str, *, artifact_root: Path | None = None) -> None:
+    def __init__(self, uri: str, *, artifact_root: Path | None = None, timeout: float = 5.0) -> None:
         scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
         if scheme not in _KNOWN_SCHEMES:
             raise ConfigError(
@@ -77,6 +81,8 @@ class MlflowStore:
             )
         self.uri = uri
         self.artifact_root = artifact_root
+        #: Seconds one call to a tracking server may take (``NbtrackConfig.tracking_timeout``).
+        self.timeout = timeout
         self._client: Any = None
         #: The :class:`~nbtrack.store.spool.Spool` this store is the local store of, if it is one.
         self.spool: Any = None
@@ -85,7 +91,7 @@ class MlflowStore:
     def for_project(cls, project_root: Path, config: Any) -> MlflowStore:
         """The configured store, else the project's embedded one."""
         if config.tracking_uri:
-            return cls(config.tracking_uri)
+            return cls(config.tracking_uri, timeout=config.tracking_timeout)
         uri, folder = embedded_uri(project_root, config.store_dir)
         return cls(uri, artifact_root=folder / "artifacts")
 
@@ -96,6 +102,15 @@ class MlflowStore:
     @property
     def is_server(self) -> bool:
         return self.uri.startswith(("http://", "https://"))
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """MLflow errors as :class:`StoreError`; a server's calls bounded by ``timeout`` (MLflow's
+        own retries wait ~4 minutes for a dead server)."""
+        from nbtrack.store.http import bounded
+
+        with translate_errors(what), bounded(self.timeout) if self.is_server else contextlib.nullcontext():
+            yield
 
     @property
     def client(self) -> Any:
@@ -109,7 +124,7 @@ class MlflowStore:
     # --- writing ---------------------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
         """The id of the named experiment, created (with artifacts beside the store) if needed."""
-        with translate_errors(f"experiment {name!r}"):
+        with self._guard(f"experiment {name!r}"):
             exp = self.client.get_experiment_by_name(name)
             if exp is not None:
                 if exp.lifecycle_stage == "deleted":
@@ -135,7 +150,7 @@ class MlflowStore:
         import mlflow
 
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        with translate_errors("starting the MLflow run"):
+        with self._guard("starting the MLflow run"):
             self.client  # noqa: B018 - opens (creates, migrates) the store safely before the fluent API
             mlflow.set_tracking_uri(self.uri)
             active = mlflow.active_run()
@@ -155,7 +170,7 @@ class MlflowStore:
     def end_active_run(self, run_id: str, status: str) -> None:
         import mlflow
 
-        with translate_errors(f"ending run {run_id}"):
+        with self._guard(f"ending run {run_id}"):
             active = mlflow.active_run()
             if active is not None and active.info.run_id == run_id:
                 try:
@@ -173,7 +188,7 @@ class MlflowStore:
         """Log in one batch; params the run already has (``existing``, logged by the user) are kept."""
         from mlflow.entities import Param, RunTag
 
-        with translate_errors(f"logging params of run {run_id}"):
+        with self._guard(f"logging params of run {run_id}"):
             new = [Param(k[:250], v[:6000]) for k, v in params.items() if k[:250] not in existing]
             run_tags = [RunTag(k, v[:8000]) for k, v in tags.items()]
             retry_locked(lambda: self.client.log_batch(run_id, params=new, tags=run_tags), "logging params")
@@ -184,7 +199,7 @@ class MlflowStore:
             return
         with (
             tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp,
-            translate_errors(f"logging artifacts of run {run_id}"),
+            self._guard(f"logging artifacts of run {run_id}"),
         ):
             for name, data in files.items():
                 target = Path(tmp) / name
@@ -194,7 +209,7 @@ class MlflowStore:
 
     def delete_run(self, run_id: str) -> None:
         """Move a run to MLflow's trash (hidden from every listing; ``mlflow gc`` purges it)."""
-        with translate_errors(f"deleting run {run_id}"):
+        with self._guard(f"deleting run {run_id}"):
             retry_locked(lambda: self.client.delete_run(run_id), f"deleting run {run_id}")
 
     def log_datasets(self, run_id: str, datasets: list[dict[str, str]]) -> None:
@@ -210,12 +225,12 @@ class MlflowStore:
             )
             for d in datasets
         ]
-        with translate_errors(f"logging datasets of run {run_id}"):
+        with self._guard(f"logging datasets of run {run_id}"):
             retry_locked(lambda: self.client.log_inputs(run_id, datasets=inputs), "logging datasets")
 
     # --- reading ---------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Any:
-        with translate_errors(f"run {run_id}"):
+        with self._guard(f"run {run_id}"):
             return self.client.get_run(run_id)
 
     def load_snapshot(self, run_id: str) -> Snapshot:
@@ -250,16 +265,20 @@ class MlflowStore:
         with tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp:
             try:
                 self.client  # noqa: B018 - opens the store safely before MLflow's own lookup
-                path = download_artifacts(
-                    run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/{name}", dst_path=tmp, tracking_uri=self.uri
-                )
+                with self._guard(f"reading {name} of run {run_id}"):
+                    path = download_artifacts(
+                        run_id=run_id,
+                        artifact_path=f"{ARTIFACT_DIR}/{name}",
+                        dst_path=tmp,
+                        tracking_uri=self.uri,
+                    )
             except Exception:  # noqa: BLE001 - missing artifact: caller decides
                 return None
             return Path(path).read_bytes()
 
     def list_artifacts(self, run_id: str, limit: int = 500) -> list[str]:
         """Paths of a run's artifact files (walked breadth-first, at most ``limit``)."""
-        with translate_errors(f"listing artifacts of run {run_id}"):
+        with self._guard(f"listing artifacts of run {run_id}"):
             found: list[str] = []
             folders: list[str | None] = [None]
             while folders and len(found) < limit:
@@ -274,7 +293,7 @@ class MlflowStore:
         from mlflow.entities import RunTag
 
         run_tags = [RunTag(k, v[:8000]) for k, v in tags.items()]
-        with translate_errors(f"tagging run {run_id}"):
+        with self._guard(f"tagging run {run_id}"):
             retry_locked(lambda: self.client.log_batch(run_id, tags=run_tags), f"tagging run {run_id}")
 
     def search_runs(
@@ -294,7 +313,7 @@ class MlflowStore:
         """
         from mlflow.entities import ViewType
 
-        with translate_errors("searching runs"):
+        with self._guard("searching runs"):
             if experiment_ids is not None:
                 ids = list(experiment_ids)
             elif experiment:
@@ -332,7 +351,7 @@ class MlflowStore:
         """
         from mlflow.entities import RunTag
 
-        with translate_errors(f"ending orphaned run {run_id}"):
+        with self._guard(f"ending orphaned run {run_id}"):
             retry_locked(
                 lambda: self.client.log_batch(run_id, tags=[RunTag("nbtrack.killed_reason", reason[:8000])]),
                 f"tagging run {run_id}",

@@ -155,6 +155,29 @@ class Spool:
             _fsync_dir(Path(folder))
 
 
+def resolve_run(store: Any, run_id: str, config: Any) -> tuple[Any, str, str | None]:
+    """Where a run id is: ``store``, else (a tracking server) its local spool.
+
+    Returns the store to read, the run id there, and a note when a spool id was translated (a spool
+    run already uploaded resolves to its server copy). Raises the store's RunNotFoundError when
+    neither knows the id.
+    """
+    from nbtrack.errors import RunNotFoundError
+
+    try:
+        store.get_run(run_id)
+        return store, run_id, None
+    except RunNotFoundError:
+        spool = Spool.for_server(store.uri, config) if store.is_server else None
+        found = spool.find(run_id) if spool is not None else None
+        if spool is None or found is None:
+            raise
+    tags = found.data.tags
+    if tags.get(SYNC_STATE) == UPLOADED and tags.get(SERVER_RUN_ID):
+        return store, tags[SERVER_RUN_ID], f"run {run_id} was uploaded as run {tags[SERVER_RUN_ID]}"
+    return spool.store, run_id, None
+
+
 def artifact_folder(run: Any) -> Path | None:
     """The local folder of a run's artifacts (a ``file:`` artifact URI), else None."""
     uri = run.info.artifact_uri or ""
