@@ -473,7 +473,7 @@ def test_run_without_artifacts(runs: tuple[Path, dict[str, str]], capsys: pytest
         code, out, err = cli(capsys, "--project", str(root), *args)
         line = one_line(err)
         assert (code, out) == (16, "")
-        assert line.startswith(f"nbtrack: run {gone} was tracked by nbtrack but its artifacts are missing from ")
+        assert line.startswith(f"nbtrack: run {gone} was tracked by nbtrack but its artifacts are missing ")
         assert line.endswith("; restore them from a backup or record the run again")
     code, out, _ = cli(capsys, "--project", str(root), "replay", gone)
     assert code == 3 and f"run {gone} was tracked by nbtrack but its artifacts are missing" in out
