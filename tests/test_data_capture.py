@@ -189,6 +189,28 @@ def test_folder_memo_sees_every_kind_of_change(project: Path) -> None:
     assert by_path(capture(project, ctx))["data/images"]["status"] == "modified"
 
 
+def test_a_new_kernel_reuses_the_folder_answer_of_the_last_one(project: Path) -> None:
+    folder = project / "data" / "images"
+    old = time.time() - 100
+    for p in folder.iterdir():
+        os.utime(p, (old, old))
+    # Given a folder answer built by one kernel
+    assert by_path(capture(project, CaptureContext(project)))["data/images"]["status"] == "clean"
+    kept = json.loads((project / ".dvc" / "tmp" / "nbtrack-folders.json").read_text())
+    assert [k.split(":", 1)[1] for k in kept] == [str(folder)]
+    # When a new kernel (a fresh context) captures, it gets the same answer without rebuilding
+    fresh = CaptureContext(project)
+    assert by_path(capture(project, fresh))["data/images"]["status"] == "clean"
+    assert fresh.state["data"].folders
+    # and a change made between kernels is seen, even with the same sizes and an old mtime
+    (folder / "img1.txt").write_bytes(b"X" * (folder / "img1.txt").stat().st_size)
+    os.utime(folder / "img1.txt", (old, old + 1))
+    assert by_path(capture(project, CaptureContext(project)))["data/images"]["status"] == "modified"
+    # and git does not see the kept file (DVC's own tmp folder is ignored)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True)
+    assert status.returncode == 0 and "nbtrack-folders" not in status.stdout
+
+
 def test_remote_is_recorded_without_credentials(project: Path) -> None:
     data = capture(project)
     assert data["remote"] == {"name": "storage", "url": "https://dvc.example.invalid/store"}

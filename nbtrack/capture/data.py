@@ -18,7 +18,9 @@ tree digest (~0.45 s) and leaves 10k ``stat`` calls (~50 ms on the 2-core test m
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -376,24 +378,71 @@ def _workspace_hash(repo: Any, cache: _KernelCache, out: Any) -> str | None:
         return str(hash_info.value)
     key = (path, out.hash_name)
     # Taken before hashing: a change made while DVC hashes shows as a new fingerprint next time.
-    fingerprint = _fingerprint(path, repo.root_dir)
+    entries = _stat_entries(path, repo.root_dir)
+    fingerprint = None if entries is None else (len(entries), hash(tuple(entries)))
     memo = cache.folders.get(key)
     if memo is not None and fingerprint is not None and memo[0] == fingerprint:
         return memo[1]
+    # A new kernel: the folder hash an earlier kernel built, if nothing changed since (a stable
+    # digest of the same stat keys, kept in DVC's tmp folder).
+    stable = None if entries is None else _stable_digest(entries)
+    kept = _kept_folders(repo.root_dir).get(f"{out.hash_name}:{path}")
+    if stable is not None and fingerprint is not None and kept is not None and kept[0] == stable:
+        cache.folders[key] = (fingerprint, kept[1])
+        return str(kept[1])
     odb = out.cache if out.use_cache else out.local_cache
     _, _, obj = build(
         odb, path, fs, out.hash_name, ignore=repo.dvcignore, dry_run=True, checksum_jobs=fs.hash_jobs
     )
     value = str(obj.hash_info.value)
-    if fingerprint is None:
+    if fingerprint is None or stable is None:
         cache.folders.pop(key, None)
     else:
         cache.folders[key] = (fingerprint, value)
+        _keep_folder(repo.root_dir, f"{out.hash_name}:{path}", stable, value)
     return value
 
 
-def _fingerprint(path: str, root: str) -> tuple[int, int] | None:
-    """(count, hash) of (path, inode, mtime, size) under ``path`` and of the ``.dvcignore`` files above.
+def _kept_path(root: str) -> str:
+    return os.path.join(root, ".dvc", "tmp", "nbtrack-folders.json")
+
+
+def _kept_folders(root: str) -> dict[str, list[str]]:
+    """Folder hashes kept by earlier kernels: ``hash name:path`` -> [stat digest, folder hash]."""
+    try:
+        with open(_kept_path(root), encoding="utf-8") as f:
+            kept = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _keep_folder(root: str, key: str, digest: str, value: str) -> None:
+    """Remember a folder's hash for the next kernel (atomic replace; a failure only costs speed)."""
+    kept = _kept_folders(root)
+    kept[key] = [digest, value]
+    target = _kept_path(root)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(kept, f)
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _stable_digest(entries: list[tuple[Any, ...]]) -> str:
+    """A digest of the stat keys that is the same in every process (Python's hash() is not)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for entry in entries:
+        digest.update("\0".join(map(str, entry)).encode("utf-8", "surrogateescape") + b"\n")
+    return digest.hexdigest()
+
+
+def _stat_entries(path: str, root: str) -> list[tuple[Any, ...]] | None:
+    """(path, inode, mtime, size) of everything under ``path`` and of the ``.dvcignore`` files above.
 
     A superset of what DVC hashes (ignored files too), so any change DVC would see changes it. None
     when the folder cannot be read whole or something in it changed a moment ago.
@@ -422,8 +471,9 @@ def _fingerprint(path: str, root: str) -> tuple[int, int] | None:
         return None
     if max((e[2] for e in entries if len(e) == 4), default=0) >= time.time_ns() - _RACY_NS:
         return None
-    # Python's hash lives as long as the process, like the memo; a false match is a 64-bit collision.
-    return len(entries), hash(tuple(entries))
+    # In one process they are compared by Python's hash (a false match is a 64-bit collision);
+    # across kernels by a stable digest.
+    return entries
 
 
 def _rel(path: str, root: str) -> str:
