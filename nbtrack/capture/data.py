@@ -366,7 +366,6 @@ def _describe(
 
 def _workspace_hash(repo: Any, cache: _KernelCache, out: Any) -> str | None:
     """DVC's hash of the workspace copy (from its state cache where it can); None when absent."""
-    from dvc_data.hashfile.build import build
     from dvc_data.hashfile.hash import hash_file
 
     if not out.exists:  # also when .dvcignore hides it, as for DVC
@@ -383,45 +382,107 @@ def _workspace_hash(repo: Any, cache: _KernelCache, out: Any) -> str | None:
     memo = cache.folders.get(key)
     if memo is not None and fingerprint is not None and memo[0] == fingerprint:
         return memo[1]
-    # A new kernel: the folder hash an earlier kernel built, if nothing changed since (a stable
-    # digest of the same stat keys, kept in DVC's tmp folder).
-    stable = None if entries is None else _stable_digest(entries)
-    kept = _kept_folders(repo.root_dir).get(f"{out.hash_name}:{path}")
-    if stable is not None and fingerprint is not None and kept is not None and kept[0] == stable:
-        cache.folders[key] = (fingerprint, kept[1])
-        return str(kept[1])
+    if entries is None or fingerprint is None:  # unreadable, or changing right now: DVC decides
+        cache.folders.pop(key, None)
+        return _build_folder(repo, out, None)[0]
+    # A new kernel, or a change: what the last build (of any kernel) left, kept in DVC's tmp folder.
+    stable = _stable_digest(entries)
+    kept_file = _kept_path(repo.root_dir, f"{out.hash_name}:{path}")
+    kept = _read_kept(kept_file)
+    value = None
+    if kept is not None and kept.get("digest") == stable:
+        value = str(kept["value"])
+    elif kept is not None:
+        value, files = _update_folder(repo, out, entries, kept)
+        if value is not None:
+            _write_kept(kept_file, {**kept, "digest": stable, "value": value, "files": files})
+    if value is None:  # nothing kept, or a change only DVC can judge (new files, ignore rules)
+        value, tree = _build_folder(repo, out, entries)
+        if tree is not None:
+            _write_kept(kept_file, {"digest": stable, "value": value, **tree})
+    cache.folders[key] = (fingerprint, value)
+    return value
+
+
+def _build_folder(repo: Any, out: Any, entries: list[tuple[Any, ...]] | None) -> tuple[str, Any]:
+    """DVC's own build of a folder output (its state cache answers for unchanged files); with
+    ``entries``, also what to keep for the next time: each file's stat key and hash."""
+    from dvc_data.hashfile.build import build
+
     odb = out.cache if out.use_cache else out.local_cache
+    path, fs = out.fs_path, out.fs
     _, _, obj = build(
         odb, path, fs, out.hash_name, ignore=repo.dvcignore, dry_run=True, checksum_jobs=fs.hash_jobs
     )
     value = str(obj.hash_info.value)
-    if fingerprint is None or stable is None:
-        cache.folders.pop(key, None)
-    else:
-        cache.folders[key] = (fingerprint, value)
-        _keep_folder(repo.root_dir, f"{out.hash_name}:{path}", stable, value)
-    return value
+    if entries is None:
+        return value, None
+    ignores, stats = _split_entries(path, entries)
+    files = {}
+    for rel_key, _meta, hash_info in obj:  # type: ignore[attr-defined]  # a Tree for a folder
+        rel = "/".join(rel_key)
+        if rel not in stats:  # (a file that appeared during the build: keep nothing)
+            return value, None
+        files[rel] = [*stats[rel], str(hash_info.value)]
+    return value, {"ignores": ignores, "files": files, "ignored": sorted(set(stats) - set(files))}
 
 
-def _kept_path(root: str) -> str:
-    return os.path.join(root, ".dvc", "tmp", "nbtrack-folders.json")
+def _update_folder(
+    repo: Any, out: Any, entries: list[tuple[Any, ...]], kept: dict[str, Any]
+) -> tuple[str | None, dict[str, list[Any]]]:
+    """The folder's hash from the kept one, rehashing only files whose stat key changed; (None, {})
+    when DVC must decide (an ignore rule changed, a new file appeared)."""
+    from dvc_data.hashfile.hash import hash_file
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.tree import Tree
+
+    path, fs = out.fs_path, out.fs
+    ignores, stats = _split_entries(path, entries)
+    old: dict[str, list[Any]] = kept.get("files") or {}
+    known = set(old) | set(kept.get("ignored") or [])
+    if ignores != kept.get("ignores") or any(rel not in known for rel in stats):
+        return None, {}
+    changed = [rel for rel, stat in stats.items() if rel in old and old[rel][:3] != stat]
+    if any(os.path.basename(rel) == ".dvcignore" for rel in changed):
+        return None, {}
+    files = {rel: old[rel] for rel in old if rel in stats}  # deleted files drop out
+    for rel in changed:
+        full = os.path.join(path, rel)
+        _, hash_info = hash_file(full, fs, out.hash_name, state=repo.state, info=fs.info(full))
+        files[rel] = [*stats[rel], str(hash_info.value)]
+    tree = Tree()  # type: ignore[no-untyped-call]
+    for rel, record in files.items():
+        tree.add(tuple(rel.split("/")), None, HashInfo(out.hash_name, record[3]))
+    tree.digest()
+    return str(tree.hash_info.value), files
 
 
-def _kept_folders(root: str) -> dict[str, list[str]]:
-    """Folder hashes kept by earlier kernels: ``hash name:path`` -> [stat digest, folder hash]."""
+def _split_entries(path: str, entries: list[tuple[Any, ...]]) -> tuple[list[list[Any]], dict[str, list[int]]]:
+    """The ``.dvcignore`` entries above the folder, and each file's stat key by its relative path."""
+    prefix = path.rstrip(os.sep) + os.sep
+    ignores = [list(e) for e in entries if not str(e[0]).startswith(prefix)]
+    stats = {
+        str(e[0])[len(prefix) :]: list(e[1:]) for e in entries if len(e) == 4 and str(e[0]).startswith(prefix)
+    }
+    return ignores, stats
+
+
+def _kept_path(root: str, key: str) -> str:
+    name = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+    return os.path.join(root, ".dvc", "tmp", "nbtrack-folders", f"{name}.json")
+
+
+def _read_kept(target: str) -> dict[str, Any] | None:
     try:
-        with open(_kept_path(root), encoding="utf-8") as f:
+        with open(target, encoding="utf-8") as f:
             kept = json.load(f)
     except (OSError, ValueError):
-        return {}
-    return kept if isinstance(kept, dict) else {}
+        return None
+    return kept if isinstance(kept, dict) else None
 
 
-def _keep_folder(root: str, key: str, digest: str, value: str) -> None:
-    """Remember a folder's hash for the next kernel (atomic replace; a failure only costs speed)."""
-    kept = _kept_folders(root)
-    kept[key] = [digest, value]
-    target = _kept_path(root)
+def _write_kept(target: str, kept: dict[str, Any]) -> None:
+    """Keep a folder's build for the next time (atomic replace; a failure only costs speed)."""
     tmp = f"{target}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
