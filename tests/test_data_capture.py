@@ -215,6 +215,12 @@ def test_a_new_kernel_reuses_the_last_build_and_rehashes_only_changed_files(proj
     (folder / "img1.txt").write_bytes(original)
     os.utime(folder / "img1.txt", (old, old + 2))
     assert fresh()["status"] == "clean"
+    # and a change made a moment ago (within a timestamp tick) is rehashed every time, not remembered
+    (folder / "img1.txt").write_bytes(b"Y" * len(original))
+    assert fresh()["status"] == "modified"
+    (folder / "img1.txt").write_bytes(original)
+    assert fresh()["status"] == "clean"
+    os.utime(folder / "img1.txt", (old, old + 3))
     # and a new file (which only DVC's ignore rules can judge) is seen too
     write(folder / "extra.txt", "new\n")
     os.utime(folder / "extra.txt", (old, old))

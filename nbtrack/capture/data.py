@@ -378,29 +378,36 @@ def _workspace_hash(repo: Any, cache: _KernelCache, out: Any) -> str | None:
     key = (path, out.hash_name)
     # Taken before hashing: a change made while DVC hashes shows as a new fingerprint next time.
     entries = _stat_entries(path, repo.root_dir)
-    fingerprint = None if entries is None else (len(entries), hash(tuple(entries)))
-    memo = cache.folders.get(key)
-    if memo is not None and fingerprint is not None and memo[0] == fingerprint:
-        return memo[1]
-    if entries is None or fingerprint is None:  # unreadable, or changing right now: DVC decides
+    if entries is None:  # unreadable whole: DVC decides
         cache.folders.pop(key, None)
         return _build_folder(repo, out, None)[0]
+    # Files changed a moment ago may change again within one timestamp tick: they are always
+    # rehashed, and nothing is remembered until they are older.
+    racy = time.time_ns() - _RACY_NS
+    settled = max((e[2] for e in entries if len(e) == 4), default=0) < racy
+    fingerprint = (len(entries), hash(tuple(entries)))
+    memo = cache.folders.get(key)
+    if settled and memo is not None and memo[0] == fingerprint:
+        return memo[1]
     # A new kernel, or a change: what the last build (of any kernel) left, kept in DVC's tmp folder.
     stable = _stable_digest(entries)
     kept_file = _kept_path(repo.root_dir, f"{out.hash_name}:{path}")
     kept = _read_kept(kept_file)
     value = None
-    if kept is not None and kept.get("digest") == stable:
+    if settled and kept is not None and kept.get("digest") == stable:
         value = str(kept["value"])
     elif kept is not None:
-        value, files = _update_folder(repo, out, entries, kept)
-        if value is not None:
+        value, files = _update_folder(repo, out, entries, kept, racy)
+        if value is not None and settled:
             _write_kept(kept_file, {**kept, "digest": stable, "value": value, "files": files})
     if value is None:  # nothing kept, or a change only DVC can judge (new files, ignore rules)
-        value, tree = _build_folder(repo, out, entries)
+        value, tree = _build_folder(repo, out, entries if settled else None)
         if tree is not None:
             _write_kept(kept_file, {"digest": stable, "value": value, **tree})
-    cache.folders[key] = (fingerprint, value)
+    if settled:
+        cache.folders[key] = (fingerprint, value)
+    else:
+        cache.folders.pop(key, None)
     return value
 
 
@@ -428,7 +435,7 @@ def _build_folder(repo: Any, out: Any, entries: list[tuple[Any, ...]] | None) ->
 
 
 def _update_folder(
-    repo: Any, out: Any, entries: list[tuple[Any, ...]], kept: dict[str, Any]
+    repo: Any, out: Any, entries: list[tuple[Any, ...]], kept: dict[str, Any], racy: int
 ) -> tuple[str | None, dict[str, list[Any]]]:
     """The folder's hash from the kept one, rehashing only files whose stat key changed; (None, {})
     when DVC must decide (an ignore rule changed, a new file appeared)."""
@@ -442,7 +449,7 @@ def _update_folder(
     known = set(old) | set(kept.get("ignored") or [])
     if ignores != kept.get("ignores") or any(rel not in known for rel in stats):
         return None, {}
-    changed = [rel for rel, stat in stats.items() if rel in old and old[rel][:3] != stat]
+    changed = [rel for rel, stat in stats.items() if rel in old and (old[rel][:3] != stat or stat[1] >= racy)]
     if any(os.path.basename(rel) == ".dvcignore" for rel in changed):
         return None, {}
     files = {rel: old[rel] for rel in old if rel in stats}  # deleted files drop out
@@ -506,7 +513,7 @@ def _stat_entries(path: str, root: str) -> list[tuple[Any, ...]] | None:
     """(path, inode, mtime, size) of everything under ``path`` and of the ``.dvcignore`` files above.
 
     A superset of what DVC hashes (ignored files too), so any change DVC would see changes it. None
-    when the folder cannot be read whole or something in it changed a moment ago.
+    when the folder cannot be read whole.
     """
     entries: list[tuple[Any, ...]] = []
     try:
@@ -529,8 +536,6 @@ def _stat_entries(path: str, root: str) -> list[tuple[Any, ...]] | None:
                         st = entry.stat()  # follows links, as DVC's hashing does
                         entries.append((entry.path, st.st_ino, st.st_mtime_ns, st.st_size))
     except OSError:
-        return None
-    if max((e[2] for e in entries if len(e) == 4), default=0) >= time.time_ns() - _RACY_NS:
         return None
     # In one process they are compared by Python's hash (a false match is a 64-bit collision);
     # across kernels by a stable digest.
