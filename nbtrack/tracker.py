@@ -227,7 +227,7 @@ class Tracker:
         # providers and MLflow's start_run instead of before them (~60 ms on 10k files).
         with ThreadPoolExecutor(2, thread_name_prefix="nbtrack-start") as pool:
             data_capture = pool.submit(run_provider, DataProvider(), ctx)
-            probe = pool.submit(self._probe, target) if target is not None else None
+            probe = pool.submit(self._probe, target, store.spool) if target is not None else None
             for provider in (EnvironmentProvider(), GitProvider()):
                 section, produced = run_provider(provider, ctx)
                 sections[section.name] = section
@@ -387,18 +387,14 @@ class Tracker:
         }
 
     # --- the spool and the upload (tracking server only) -----------------------------------------
-    def _probe(self, target: Any) -> str | None:
+    def _probe(self, target: Any, spool: Any) -> str | None:
         """Why the server cannot be reached now (None: it answers; then earlier pending runs of
-        its spool are uploaded in the background)."""
+        the spool are uploaded in the background)."""
         from nbtrack.store.http import unreachable
 
         reason = unreachable(target.uri, self.config.tracking_timeout)
-        if reason is None:
-            from nbtrack.store.spool import Spool
-
-            spool = Spool.for_server(target.uri, self.config)
-            if spool.exists():
-                self._uploader(spool, target).kick()
+        if reason is None and spool.exists():
+            self._uploader(spool, target).kick()
         return reason
 
     def _uploader(self, spool: Any, target: Any) -> Any:
