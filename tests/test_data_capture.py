@@ -230,6 +230,41 @@ def test_a_new_kernel_reuses_the_last_build_and_rehashes_only_changed_files(proj
     assert status.returncode == 0 and "nbtrack-folders" not in status.stdout
 
 
+def test_the_kept_build_gives_dvcs_hash_for_nested_and_unusual_names(project: Path) -> None:
+    folder = project / "data" / "nested"
+    names = ["a/b/deep.txt", "a/b c/space.txt", "é/ünïcode.txt", 'q/"quoted".txt', "a-b.txt", "a/z.txt"]
+    for i, name in enumerate(names):
+        write(folder / name, f"file {i}\n")
+    dvc(project, "add", "data/nested")
+    old = time.time() - 100
+    for p in folder.rglob("*"):
+        os.utime(p, (old, old))
+    recorded_hash = recorded(project / "data" / "nested.dvc")["md5"]
+    kept = project / ".dvc" / "tmp" / "nbtrack-folders"
+
+    def fresh() -> dict[str, Any]:
+        return by_path(capture(project, CaptureContext(project)))["data/nested"]
+
+    # Given a kept file of an older nbtrack, DVC builds afresh and the answer is right
+    assert fresh()["status"] == "clean"
+    for f in kept.glob("*.json"):
+        f.write_text(json.dumps({"digest": "x", "value": "0" * 32 + ".dir", "files": {"a-b.txt": [1, 2, 3, "f"]}}))
+    assert fresh()["status"] == "clean"
+    # When a nested file is rewritten with the same bytes, it is rehashed and the folder hash
+    # computed from the kept build is exactly the one `dvc add` recorded
+    target = folder / "é" / "ünïcode.txt"
+    target.write_bytes(target.read_bytes())
+    os.utime(target, (old, old + 1))
+    assert fresh()["status"] == "clean"
+    # and a changed one gives the hash DVC's own full build gives
+    target.write_text("changed\n")
+    os.utime(target, (old, old + 2))
+    changed = fresh()
+    assert changed["status"] == "modified" and changed["workspace_hash"] != recorded_hash
+    shutil.rmtree(kept)
+    assert fresh()["workspace_hash"] == changed["workspace_hash"]
+
+
 def test_remote_is_recorded_without_credentials(project: Path) -> None:
     data = capture(project)
     assert data["remote"] == {"name": "storage", "url": "https://dvc.example.invalid/store"}

@@ -13,7 +13,11 @@ after ~3 s while a ``dvc`` command runs); the state is SQLite in WAL mode, so re
 On top, ``ctx.state["data"]`` keeps the open ``Repo``, parsed DVC files and, per folder output, a
 fingerprint of (inode, mtime, size) of every file in it (DVC's own state key) with the folder hash
 DVC built from them: while it is unchanged that answer stands, which skips 10k SQLite look-ups and a
-tree digest (~0.45 s) and leaves 10k ``stat`` calls (~50 ms on the 2-core test machine).
+tree digest (~0.45 s) and leaves 10k ``stat`` calls (~50 ms on the 2-core test machine). Each
+folder's last build is also kept for the next kernel (``.dvc/tmp/nbtrack-folders/``: each file's
+stat key and hash, sorted as DVC lists them): a change rehashes only the files whose key changed and
+digests the ``.dir`` listing itself (100,000 files, one changed: ~0.9 s, against ~7 s for ``dvc
+status``). A new file or a changed ignore rule goes back to DVC's build.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,8 @@ _STRING_KEYS = frozenset({"md5", "etag", "checksum", "version_id", "path", "rev"
 # A file changed this recently is not trusted to a cached answer: a second write in the same
 # timestamp tick keeps inode, mtime and size (git's "racy clean" problem).
 _RACY_NS = 2_000_000_000
+# What ``.dvc/tmp/nbtrack-folders/*.json`` holds; another value there is rebuilt by DVC.
+_KEPT_FORMAT = 2
 
 
 @dataclass
@@ -48,8 +55,8 @@ class _KernelCache:
 
     root: str
     repo: Any
-    # (folder, hash name) -> ((entries, hash of their stat keys), folder hash DVC built)
-    folders: dict[tuple[str, str], tuple[tuple[int, int], str]] = field(default_factory=dict)
+    # (folder, hash name) -> (hash of what ``_walk`` saw, the folder hash DVC gave for it)
+    folders: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     # DVC file -> (its stat key, parsed and validated content, text)
     parsed: dict[str, tuple[tuple[int, ...], dict[str, Any], str]] = field(default_factory=dict)
 
@@ -377,33 +384,33 @@ def _workspace_hash(repo: Any, cache: _KernelCache, out: Any) -> str | None:
         return str(hash_info.value)
     key = (path, out.hash_name)
     # Taken before hashing: a change made while DVC hashes shows as a new fingerprint next time.
-    entries = _stat_entries(path, repo.root_dir)
-    if entries is None:  # unreadable whole: DVC decides
+    walked = _walk(path, repo.root_dir)
+    if walked is None:  # unreadable whole: DVC decides
         cache.folders.pop(key, None)
         return _build_folder(repo, out, None)[0]
+    ignores, stats = walked
     # Files changed a moment ago may change again within one timestamp tick: they are always
     # rehashed, and nothing is remembered until they are older.
     racy = time.time_ns() - _RACY_NS
-    settled = max((e[2] for e in entries if len(e) == 4), default=0) < racy
-    fingerprint = (len(entries), hash(tuple(entries)))
+    settled = max((s[1] for s in stats.values()), default=0) < racy
+    # In one process a hash compares them (a false match is a 64-bit collision).
+    fingerprint = hash((tuple(map(tuple, ignores)), tuple(stats.items())))
     memo = cache.folders.get(key)
     if settled and memo is not None and memo[0] == fingerprint:
         return memo[1]
     # A new kernel, or a change: what the last build (of any kernel) left, kept in DVC's tmp folder.
-    stable = _stable_digest(entries)
     kept_file = _kept_path(repo.root_dir, f"{out.hash_name}:{path}")
     kept = _read_kept(kept_file)
     value = None
-    if settled and kept is not None and kept.get("digest") == stable:
-        value = str(kept["value"])
-    elif kept is not None:
-        value, files = _update_folder(repo, out, entries, kept, racy)
-        if value is not None and settled:
-            _write_kept(kept_file, {**kept, "digest": stable, "value": value, "files": files})
+    if kept is not None:
+        value, files, changes = _update_folder(repo, out, ignores, stats, kept, racy)
+        # A few files changed are cheap to rehash in the next kernel: rewriting all is not.
+        if value is not None and settled and changes > len(files) // 100:
+            _write_kept(kept_file, {**kept, "value": value, "ignores": ignores, "files": files})
     if value is None:  # nothing kept, or a change only DVC can judge (new files, ignore rules)
-        value, tree = _build_folder(repo, out, entries if settled else None)
-        if tree is not None:
-            _write_kept(kept_file, {"digest": stable, "value": value, **tree})
+        value, built = _build_folder(repo, out, (ignores, stats) if settled else None)
+        if built is not None:
+            _write_kept(kept_file, {"value": value, **built})
     if settled:
         cache.folders[key] = (fingerprint, value)
     else:
@@ -411,9 +418,11 @@ def _workspace_hash(repo: Any, cache: _KernelCache, out: Any) -> str | None:
     return value
 
 
-def _build_folder(repo: Any, out: Any, entries: list[tuple[Any, ...]] | None) -> tuple[str, Any]:
-    """DVC's own build of a folder output (its state cache answers for unchanged files); with
-    ``entries``, also what to keep for the next time: each file's stat key and hash."""
+def _build_folder(
+    repo: Any, out: Any, walked: tuple[list[list[Any]], dict[str, tuple[int, int, int]]] | None
+) -> tuple[str, dict[str, Any] | None]:
+    """DVC's own build of a folder output (its state cache answers for unchanged files); with what
+    :func:`_walk` saw, also what to keep for the next time: each file's stat key and hash."""
     from dvc_data.hashfile.build import build
 
     odb = out.cache if out.use_cache else out.local_cache
@@ -422,56 +431,76 @@ def _build_folder(repo: Any, out: Any, entries: list[tuple[Any, ...]] | None) ->
         odb, path, fs, out.hash_name, ignore=repo.dvcignore, dry_run=True, checksum_jobs=fs.hash_jobs
     )
     value = str(obj.hash_info.value)
-    if entries is None:
+    if walked is None:
         return value, None
-    ignores, stats = _split_entries(path, entries)
-    files = {}
+    ignores, stats = walked
+    files: list[list[Any]] = []
     for rel_key, _meta, hash_info in obj:  # type: ignore[attr-defined]  # a Tree for a folder
         rel = "/".join(rel_key)
-        if rel not in stats:  # (a file that appeared during the build: keep nothing)
+        stat = stats.get(rel)
+        if stat is None:  # (a file that appeared during the build: keep nothing)
             return value, None
-        files[rel] = [*stats[rel], str(hash_info.value)]
-    return value, {"ignores": ignores, "files": files, "ignored": sorted(set(stats) - set(files))}
+        files.append([rel, *stat, str(hash_info.value)])
+    files.sort()
+    hashed = {f[0] for f in files}
+    ignored = sorted(rel for rel in stats if rel not in hashed)
+    return value, {"format": _KEPT_FORMAT, "ignores": ignores, "files": files, "ignored": ignored}
 
 
 def _update_folder(
-    repo: Any, out: Any, entries: list[tuple[Any, ...]], kept: dict[str, Any], racy: int
-) -> tuple[str | None, dict[str, list[Any]]]:
-    """The folder's hash from the kept one, rehashing only files whose stat key changed; (None, {})
-    when DVC must decide (an ignore rule changed, a new file appeared)."""
+    repo: Any,
+    out: Any,
+    ignores: list[list[Any]],
+    stats: dict[str, tuple[int, int, int]],
+    kept: dict[str, Any],
+    racy: int,
+) -> tuple[str | None, list[list[Any]], int]:
+    """The folder's hash from the kept build, rehashing only files whose stat key changed, with its
+    files and how many changed; (None, [], 0) when DVC must decide (an ignore rule changed, a new
+    file appeared)."""
     from dvc_data.hashfile.hash import hash_file
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.tree import Tree
 
     path, fs = out.fs_path, out.fs
-    ignores, stats = _split_entries(path, entries)
-    old: dict[str, list[Any]] = kept.get("files") or {}
-    known = set(old) | set(kept.get("ignored") or [])
-    if ignores != kept.get("ignores") or any(rel not in known for rel in stats):
-        return None, {}
-    changed = [rel for rel, stat in stats.items() if rel in old and (old[rel][:3] != stat or stat[1] >= racy)]
-    if any(os.path.basename(rel) == ".dvcignore" for rel in changed):
-        return None, {}
-    files = {rel: old[rel] for rel in old if rel in stats}  # deleted files drop out
-    for rel in changed:
-        full = os.path.join(path, rel)
-        _, hash_info = hash_file(full, fs, out.hash_name, state=repo.state, info=fs.info(full))
-        files[rel] = [*stats[rel], str(hash_info.value)]
-    tree = Tree()  # type: ignore[no-untyped-call]
-    for rel, record in files.items():
-        tree.add(tuple(rel.split("/")), None, HashInfo(out.hash_name, record[3]))
-    tree.digest()
-    return str(tree.hash_info.value), files
+    if kept.get("format") != _KEPT_FORMAT:  # an older nbtrack's: DVC builds afresh
+        return None, [], 0
+    try:
+        old, ignored = kept["files"], kept["ignored"]
+        if ignores != kept["ignores"] or len(stats) > len(old) + len(ignored):
+            return None, [], 0
+        files, rehashed = [], 0
+        for record in old:  # [path, inode, mtime, size, hash], sorted by path as DVC lists them
+            rel = record[0]
+            stat = stats.get(rel)
+            if stat is None:  # deleted
+                continue
+            if record[1] != stat[0] or record[2] != stat[1] or record[3] != stat[2] or stat[1] >= racy:
+                if os.path.basename(rel) == ".dvcignore":
+                    return None, [], 0
+                full = os.path.join(path, rel)
+                _, hash_info = hash_file(full, fs, out.hash_name, state=repo.state, info=fs.info(full))
+                record = [rel, *stat, str(hash_info.value)]
+                rehashed += 1
+            files.append(record)
+        if len(files) + sum(rel in stats for rel in ignored) != len(stats):
+            return None, [], 0  # a file neither hashed nor ignored last time: DVC's rules judge it
+    except (KeyError, TypeError, IndexError):  # damaged: DVC builds afresh
+        return None, [], 0
+    changes = rehashed + len(old) - len(files)
+    if not changes and kept.get("value"):
+        return str(kept["value"]), files, 0
+    return _tree_value(out.hash_name, files), files, changes
 
 
-def _split_entries(path: str, entries: list[tuple[Any, ...]]) -> tuple[list[list[Any]], dict[str, list[int]]]:
-    """The ``.dvcignore`` entries above the folder, and each file's stat key by its relative path."""
-    prefix = path.rstrip(os.sep) + os.sep
-    ignores = [list(e) for e in entries if not str(e[0]).startswith(prefix)]
-    stats = {
-        str(e[0])[len(prefix) :]: list(e[1:]) for e in entries if len(e) == 4 and str(e[0]).startswith(prefix)
-    }
-    return ignores, stats
+def _tree_value(hash_name: str, files: list[list[Any]]) -> str:
+    """DVC's hash of a folder from its files' ``[path, inode, mtime, size, hash]`` sorted by path:
+    the md5 of its ``.dir`` listing, serialised exactly as dvc_data's ``Tree.as_bytes`` does."""
+    if hash_name in ("md5", "md5-dos2unix"):  # the same text, ~5x faster than json.dumps on dicts
+        quote = encode_basestring_ascii
+        listing = ", ".join([f'{{"md5": {quote(f[4])}, "relpath": {quote(f[0])}}}' for f in files])
+        text = f"[{listing}]"
+    else:
+        text = json.dumps([{hash_name: f[4], "relpath": f[0]} for f in files], sort_keys=True)
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest() + ".dir"
 
 
 def _kept_path(root: str, key: str) -> str:
@@ -493,53 +522,53 @@ def _write_kept(target: str, kept: dict[str, Any]) -> None:
     tmp = f"{target}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        text = json.dumps(kept, separators=(",", ":"))  # (json.dump would take the slow encoder)
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(kept, f)
+            f.write(text)
         os.replace(tmp, target)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
-def _stable_digest(entries: list[tuple[Any, ...]]) -> str:
-    """A digest of the stat keys that is the same in every process (Python's hash() is not)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for entry in entries:
-        digest.update("\0".join(map(str, entry)).encode("utf-8", "surrogateescape") + b"\n")
-    return digest.hexdigest()
-
-
-def _stat_entries(path: str, root: str) -> list[tuple[Any, ...]] | None:
-    """(path, inode, mtime, size) of everything under ``path`` and of the ``.dvcignore`` files above.
+def _walk(path: str, root: str) -> tuple[list[list[Any]], dict[str, tuple[int, int, int]]] | None:
+    """What decides a folder's hash: the ``.dvcignore`` files above it (``[path, inode, mtime,
+    size]``, or ``[path]`` when absent), and (inode, mtime, size) of every file under it by its
+    relative path (DVC's own state key).
 
     A superset of what DVC hashes (ignored files too), so any change DVC would see changes it. None
     when the folder cannot be read whole.
     """
-    entries: list[tuple[Any, ...]] = []
+    ignores: list[list[Any]] = []
+    stats: dict[str, tuple[int, int, int]] = {}
     try:
         folder = os.path.dirname(path)
         while True:  # the ignore files that decide which files DVC hashes
             ignore = os.path.join(folder, ".dvcignore")
             st = os.stat(ignore) if os.path.exists(ignore) else None
-            entries.append((ignore, st.st_ino, st.st_mtime_ns, st.st_size) if st else (ignore,))
+            ignores.append([ignore, st.st_ino, st.st_mtime_ns, st.st_size] if st else [ignore])
             if len(folder) <= len(root):
                 break
             folder = os.path.dirname(folder)
-        stack = [path]
+        # Listed through a descriptor of each folder, so that each stat resolves one name rather
+        # than the whole path (~20% less on 10,000 files).
+        stack = [(path, "")]
         while stack:
-            with os.scandir(stack.pop()) as listing:
-                for entry in listing:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                        entries.append((entry.path,))
-                    else:
-                        st = entry.stat()  # follows links, as DVC's hashing does
-                        entries.append((entry.path, st.st_ino, st.st_mtime_ns, st.st_size))
+            folder, prefix = stack.pop()
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                with os.scandir(fd) as listing:
+                    for entry in listing:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((os.path.join(folder, entry.name), f"{prefix}{entry.name}/"))
+                        else:
+                            st = entry.stat()  # follows links, as DVC's hashing does
+                            stats[prefix + entry.name] = (st.st_ino, st.st_mtime_ns, st.st_size)
+            finally:
+                os.close(fd)
     except OSError:
         return None
-    # In one process they are compared by Python's hash (a false match is a 64-bit collision);
-    # across kernels by a stable digest.
-    return entries
+    return ignores, stats
 
 
 def _rel(path: str, root: str) -> str:
