@@ -334,17 +334,17 @@ class Tracker:
                     ParametersProvider(active.location, executed, saved.parsed), active.ctx
                 )
                 run = store.get_run(active.run_id)
+                active.sections.update(notebook=notebook, parameters=parameters)
+                results = {"metrics": dict(run.data.metrics), "params": dict(run.data.params)}
+                active.sections["results"] = Section("results", "ok", None, results)
+                # The end tags need only the start's data section: logged while the check runs.
+                params = {k: param_string(v) for k, v in parameters.data.get("values", {}).items()}
+                store.log_params_and_tags(active.run_id, params, self._end_tags(active), run.data.params)
                 after = end_data.result()[0] if end_data is not None else None
             if start_data is not None and after is not None:
                 start_data.data["produced"] = produced_outputs(start_data, after)
-            active.sections.update(notebook=notebook, parameters=parameters)
-            active.sections["results"] = Section(
-                "results", "ok", None, {"metrics": dict(run.data.metrics), "params": dict(run.data.params)}
-            )
             snapshot = self._snapshot(active, phase="end", status=status)
             files["snapshot.json"] = snapshot.to_json().encode()
-            params = {k: param_string(v) for k, v in parameters.data.get("values", {}).items()}
-            store.log_params_and_tags(active.run_id, params, self._end_tags(active), run.data.params)
             store.log_files(active.run_id, files)
             if active.target is not None:
                 store.spool.make_durable(run)  # before the end commit that makes the run pending
