@@ -47,4 +47,6 @@ mypy
 
 step "tests (pytest)"
 export DVC_NO_ANALYTICS=1
-python -m pytest tests --ignore=tests/bench -p no:cacheprovider "$@"
+# Two workers, each taking a whole test file at a time (module fixtures are built once); most tests
+# wait on kernels, servers and git/dvc processes. `-n 0` among the extra arguments runs serially.
+python -m pytest tests --ignore=tests/bench -p no:cacheprovider -n 2 --dist loadfile "$@"

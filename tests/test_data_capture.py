@@ -247,8 +247,9 @@ def test_the_kept_build_gives_dvcs_hash_for_nested_and_unusual_names(project: Pa
 
     # Given a kept file of an older nbtrack, DVC builds afresh and the answer is right
     assert fresh()["status"] == "clean"
+    older = {"digest": "x", "value": "0" * 32 + ".dir", "files": {"a-b.txt": [1, 2, 3, "f"]}}
     for f in kept.glob("*.json"):
-        f.write_text(json.dumps({"digest": "x", "value": "0" * 32 + ".dir", "files": {"a-b.txt": [1, 2, 3, "f"]}}))
+        f.write_text(json.dumps(older))
     assert fresh()["status"] == "clean"
     # When a nested file is rewritten with the same bytes, it is rehashed and the folder hash
     # computed from the kept build is exactly the one `dvc add` recorded
