@@ -61,7 +61,7 @@ class _Capture:
 
 class _Change:
     """Changes one file before each timed call, with an mtime a few seconds old (a file written a
-    moment ago would bypass the in-kernel memo on purpose: see ``_RACY_NS`` in capture/data.py);
+    moment ago would bypass the in-kernel memo on purpose: see ``RACY_NS`` in capture/folders.py);
     puts the original content back at the end."""
 
     def __init__(self, path: Path, *, at_start: bool) -> None:
