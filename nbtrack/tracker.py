@@ -355,11 +355,13 @@ class Tracker:
         store.end_active_run(active.run_id, status)
         from nbtrack.signing import sign_later
 
-        # After logging (the logged bytes are untouched), in a detached process (nbformat's import).
-        sign_later([files[name] for name in _SIGNED if name in files])
-        summary = self._summary(active, status, run)
-        # Last: from here on the upload thread competes with the kernel for the GIL.
-        upload = self._hand_over(active)
+        try:
+            # After logging (the logged bytes are untouched), in a detached process (nbformat's import).
+            sign_later([files[name] for name in _SIGNED if name in files])
+            summary = self._summary(active, status, run)
+        finally:
+            # Last, whatever happened: from here on the upload thread competes for the GIL.
+            upload = self._hand_over(active)
         if upload is not None:
             summary["upload"] = upload
         self.last, self.last_store = summary, store
