@@ -206,14 +206,12 @@ def _walk(path: str, root: str) -> tuple[list[list[Any]], dict[str, tuple[int, i
             if len(folder) <= len(root):
                 break
             folder = os.path.dirname(folder)
-        # Listed through a descriptor of each folder, so that each stat resolves one name rather
-        # than the whole path (~20% less on 10,000 files).
         stack = [(path, "")]
         while stack:
             folder, prefix = stack.pop()
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            fd = _open_folder(folder)
             try:
-                with os.scandir(fd) as listing:
+                with os.scandir(folder if fd is None else fd) as listing:
                     for entry in listing:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append((os.path.join(folder, entry.name), f"{prefix}{entry.name}/"))
@@ -221,7 +219,16 @@ def _walk(path: str, root: str) -> tuple[list[list[Any]], dict[str, tuple[int, i
                             st = entry.stat()  # follows links, as DVC's hashing does
                             stats[prefix + entry.name] = (st.st_ino, st.st_mtime_ns, st.st_size)
             finally:
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
     except OSError:
         return None
     return ignores, stats
+
+
+def _open_folder(folder: str) -> int | None:
+    """A descriptor to list ``folder`` through, so that each ``stat`` resolves one name rather than
+    the whole path (~20% less on 10,000 files); None where the platform lists only by path."""
+    if os.scandir not in os.supports_fd or not hasattr(os, "O_DIRECTORY"):
+        return None
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
