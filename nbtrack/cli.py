@@ -219,12 +219,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def _spool_of(store: Any) -> Any:
     """The local spool of a tracking server store, else None."""
-    if not store.is_server:
-        return None
     from nbtrack.config import load_config
     from nbtrack.store.spool import Spool
 
-    return Spool.for_server(store.uri, load_config())
+    return Spool.of_store(store, load_config())
 
 
 def _pending_runs(store: Any, rel: str | None, experiment: str | None) -> list[Any]:

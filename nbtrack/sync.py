@@ -221,11 +221,11 @@ def _copy_artifacts(server: Any, run: Any, server_id: str) -> None:
 def flush(store: Any, config: Any, tags: dict[str, str]) -> None:
     """Upload now the pending spool runs carrying ``tags`` (a replay's run, which the replayer
     reads right after its kernel exits). Nothing happens for a store that is not a server."""
-    if not getattr(store, "is_server", False):
+    spool = Spool.of_store(store, config)
+    if spool is None:
         return
     from nbtrack.store.http import bounded
 
-    spool = Spool.for_server(store.uri, config)
     wanted = [r.info.run_id for r in spool.pending() if all(r.data.tags.get(k) == v for k, v in tags.items())]
     if wanted:
         with bounded(config.tracking_timeout):

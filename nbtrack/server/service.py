@@ -179,11 +179,11 @@ class NbtrackService:
 
     def _pending(self, target: Any) -> list[Any]:
         """Runs of this notebook still in the local spool of the tracking server (first page only)."""
-        if not target.store.is_server:
-            return []
         from nbtrack.store.spool import Spool
 
-        spool = Spool.for_server(target.store.uri, self.config)
+        spool = Spool.of_store(target.store, self.config)
+        if spool is None:
+            return []
         return [r for r in spool.pending() if r.data.tags.get("mlflow.source.name") == target.notebook]
 
     def run_detail(self, run_id: str, notebook: str | None) -> dict[str, Any]:

@@ -67,6 +67,11 @@ class Spool:
     def for_server(cls, server_uri: str, config: Any) -> Spool:
         return cls(Path(config.spool_dir).expanduser() / spool_key(server_uri), server_uri)
 
+    @classmethod
+    def of_store(cls, store: Any, config: Any) -> Spool | None:
+        """The spool of ``store`` when it is a tracking server; None for any other store."""
+        return cls.for_server(store.uri, config) if getattr(store, "is_server", False) else None
+
     @property
     def uri(self) -> str:
         return f"sqlite:///{self.folder / 'mlflow.db'}"
@@ -168,7 +173,7 @@ def resolve_run(store: Any, run_id: str, config: Any) -> tuple[Any, str, str | N
         store.get_run(run_id)
         return store, run_id, None
     except RunNotFoundError:
-        spool = Spool.for_server(store.uri, config) if store.is_server else None
+        spool = Spool.of_store(store, config)
         found = spool.find(run_id) if spool is not None else None
         if spool is None or found is None:
             raise
