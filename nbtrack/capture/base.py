@@ -14,6 +14,10 @@ from nbtrack.models import Section, SectionStatus
 
 log = logging.getLogger("nbtrack")
 
+# A file or folder changed this recently is not trusted to a cached answer keyed on its stat: a
+# second write within the same timestamp tick keeps inode, mtime and size (git's "racy clean").
+RACY_NS = 2_000_000_000
+
 
 class SectionUnavailable(Exception):
     """Raised by a provider whose section does not apply here; the message says why (and the fix)."""

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack.capture.base import CaptureContext, CaptureResult, SectionUnavailable
-from nbtrack.capture.folders import RACY_NS, folder_hash
+from nbtrack.capture.base import RACY_NS, CaptureContext, CaptureResult, SectionUnavailable
+from nbtrack.capture.folders import folder_hash
 from nbtrack.capture.locate import nearest_ancestor
 from nbtrack.errors import CaptureError
 from nbtrack.redact import Redactor, policy
@@ -295,7 +295,7 @@ def _read_yaml(path: str, schema: Any, rel: str, parsed: dict[str, Any]) -> tupl
     # The base loader resolves no types: every scalar is the text written in the file.
     _keep_strings(data, YAML(typ="base").load(text))
     validate(data, schema, text=text, path=rel)
-    if st.st_mtime_ns < time.time_ns() - RACY_NS:  # (see capture/folders.py)
+    if st.st_mtime_ns < time.time_ns() - RACY_NS:
         parsed[path] = (key, copy.deepcopy(data), text)
     return data, text
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from nbtrack.capture.base import CaptureContext, CaptureResult
+from nbtrack.capture.base import RACY_NS, CaptureContext, CaptureResult
 from nbtrack.redact import policy, strip_url_credentials
 
 _NORMALIZE_RE = re.compile(r"[-_.]+")
@@ -172,7 +172,6 @@ def _scan_folder_uncached(folder: str) -> list[tuple[str, dict[str, Any]]]:
 # ~15 us each on this disk (~7 ms for 230 packages); installing, upgrading or removing a
 # distribution adds or removes a *.dist-info entry, which changes the folder's mtime, so a
 # re-scan of an unchanged folder can reuse the last result.
-_RACY_NS = 2_000_000_000
 _FOLDER_CACHE: dict[str, tuple[int, list[tuple[str, dict[str, Any]]]]] = {}
 
 
@@ -190,7 +189,7 @@ def _scan_folder(folder: str) -> list[tuple[str, dict[str, Any]]]:
     # Folder mtimes tick at the kernel's coarse clock (a few ms): a change within the same tick as
     # this scan would not move the mtime, so only a folder untouched for a while is cached (git's
     # "racily clean" rule).
-    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+    if time.time_ns() - st.st_mtime_ns > RACY_NS:
         _FOLDER_CACHE[folder] = (st.st_mtime_ns, result)
     return result
 

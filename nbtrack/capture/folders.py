@@ -27,9 +27,8 @@ import time
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-# A file changed this recently is not trusted to a cached answer: a second write in the same
-# timestamp tick keeps inode, mtime and size.
-RACY_NS = 2_000_000_000
+from nbtrack.capture.base import RACY_NS
+
 # What ``.dvc/tmp/nbtrack-folders/*.json`` holds; another value there is rebuilt by DVC.
 _KEPT_FORMAT = 2
 
