@@ -38,14 +38,10 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
-def replay(run_id: str, **options: Any) -> Any:
-    """Re-execute a tracked run and say whether it reproduced; see :func:`nbtrack.replayer.replay`.
+def __getattr__(name: str) -> Any:
+    """``nbtrack.replay``: the callable replay package (see :mod:`nbtrack.replay`), imported lazily."""
+    if name == "replay":
+        import importlib
 
-    Example:
-        >>> import nbtrack
-        >>> nbtrack.replay("3f2a9c41e0b84d0f", parameters={"seed": 1}).verdict  # doctest: +SKIP
-        'REPRODUCED'
-    """
-    from nbtrack.replayer import replay as _replay
-
-    return _replay(run_id, **options)
+        return importlib.import_module("nbtrack.replay")
+    raise AttributeError(f"module 'nbtrack' has no attribute {name!r}")

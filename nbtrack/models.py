@@ -159,3 +159,37 @@ class Snapshot:
                 f"{source} is not valid JSON ({exc}); the snapshot is damaged: record the run again"
             ) from exc
         return cls.from_dict(raw, source=source)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One tracked run as nbtrack's services see it: MLflow's run info, tags, params and latest
+    metrics, read once at the store's boundary (no MLflow object leaves :mod:`nbtrack.store`).
+
+    Example:
+        >>> run = RunRecord("0f3c", "baseline", "1", "FINISHED", 1_700_000_000_000, None, "file:///a")
+        >>> run.short_id, run.ended
+        ('0f3c', False)
+    """
+
+    run_id: str
+    name: str | None
+    experiment_id: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    artifact_uri: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: Epoch ms of the latest logged metric, None when none was logged (a run's last activity).
+    last_metric_ms: int | None = None
+
+    @property
+    def short_id(self) -> str:
+        """The id as nbtrack prints it in tables and cards (the first 8 characters)."""
+        return self.run_id[:8]
+
+    @property
+    def ended(self) -> bool:
+        return self.end_time is not None and self.status not in ("RUNNING", "SCHEDULED")

@@ -40,7 +40,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def make_project(root: Path, *, use_git: bool = True, use_dvc: bool = True, rows: int = 300) -> Path:
     """A project folder with ``data/churn.csv`` (DVC-tracked when ``use_dvc``), committed to git."""
-    from nbtrack.demo import make_churn_csv
+    from nbtrack.cli.demo import make_churn_csv
 
     root.mkdir(parents=True, exist_ok=True)
     make_churn_csv(root / "data" / "churn.csv", rows=rows)

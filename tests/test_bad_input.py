@@ -337,7 +337,7 @@ def test_broken_dvc_files_are_named_with_their_fix(
     shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from nbtrack.models import Snapshot
-    from nbtrack.workspace import build_workspace
+    from nbtrack.replay.workspace import build_workspace
 
     # Given a committed DVC project whose .dvc files are broken three ways
     root = make_project(tmp_path / "proj")

@@ -21,7 +21,7 @@ from test_frontend import (
     text_of,
 )
 
-from nbtrack.card import RunCardWidget
+from nbtrack.magics.card import RunCardWidget
 from nbtrack.store import MlflowStore
 
 pytestmark = pytest.mark.kernel

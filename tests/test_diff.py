@@ -11,7 +11,7 @@ from conftest import all_runs, dvc, git, make_project, store_client, write_noteb
 
 from nbtrack.cli import main
 from nbtrack.config import NbtrackConfig
-from nbtrack.diff import diff_runs
+from nbtrack.runs.diff import diff_runs
 from nbtrack.store import MlflowStore
 
 

@@ -19,8 +19,8 @@ from conftest import all_runs, download_all, git, make_project, snapshot_of, sto
 
 import nbtrack
 from nbtrack.capture.notebook import compare_live
-from nbtrack.frontend import Frontend
-from nbtrack.tracker import Tracker
+from nbtrack.magics.frontend import Frontend
+from nbtrack.track.tracker import Tracker
 
 pytestmark = pytest.mark.kernel
 

@@ -18,7 +18,7 @@ from conftest import all_runs, dvc, dvc_md5, git, make_project, store_client, wr
 
 from nbtrack.capture.notebook import cell_source
 from nbtrack.cli import main
-from nbtrack.demo import make_churn_csv
+from nbtrack.cli.demo import make_churn_csv
 from nbtrack.runner import execute_notebook
 
 pytestmark = pytest.mark.kernel

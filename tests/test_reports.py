@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nbtrack.diff import diff_cells
 from nbtrack.errors import NbtrackError
-from nbtrack.reports import format_result, html_report, junit_xml, write_reports
+from nbtrack.replay.reports import format_result, html_report, junit_xml, write_reports
+from nbtrack.runs.diff import diff_cells
 
 RECORDED_CELLS = [
     "alpha = 0.1",

@@ -277,7 +277,7 @@ def test_no_secret_reaches_the_tracking_server(
         assert shell.run_cell(source, store_history=True).success
     _live_message(shell, nb_path)
     shell.run_cell("%track stop", store_history=True)
-    from nbtrack.sync import wait_for_uploads
+    from nbtrack.store.sync import wait_for_uploads
 
     assert wait_for_uploads(120)  # the run went to the local spool first, then up in the background
 

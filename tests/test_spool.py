@@ -205,8 +205,8 @@ def test_the_run_card_follows_the_background_upload(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from nbtrack.card import RunCardWidget
-    from nbtrack.sync import wait_for_uploads
+    from nbtrack.magics.card import RunCardWidget
+    from nbtrack.store.sync import wait_for_uploads
 
     # Given a kernel tracking against a live server
     root = make_project(tmp_path / "proj", use_dvc=False)
@@ -238,7 +238,7 @@ def test_a_failed_upload_keeps_no_credentials_in_the_spool(
     shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nbtrack.store.spool import LAST_ERROR, Spool
-    from nbtrack.sync import wait_for_uploads
+    from nbtrack.store.sync import wait_for_uploads
 
     # Given a tracking URI with a password, on a port where nothing listens
     password = "Sp00l-pw-never-stored-4411"

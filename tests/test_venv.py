@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 import nbtrack
 from nbtrack.capture.environment import normalize_name, scan_distributions
 from nbtrack.errors import CannotReplay, UsageError
-from nbtrack.venv import (
+from nbtrack.replay.venv import (
     SELF_REASON,
     RecreatedEnv,
     installable_pins,

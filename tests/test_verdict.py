@@ -6,9 +6,9 @@ import math
 
 from nbtrack.capture.notebook import cell_source
 from nbtrack.models import Section, Snapshot
-from nbtrack.replayer import choose_mode, ensure_tracked, history_to_notebook, parse_value
-from nbtrack.tracker import produced_outputs
-from nbtrack.verdict import compare_metrics, compare_outputs, compare_params, summarize
+from nbtrack.replay.replayer import choose_mode, ensure_tracked, history_to_notebook, parse_value
+from nbtrack.replay.verdict import compare_metrics, compare_outputs, compare_params, summarize
+from nbtrack.track.tracker import produced_outputs
 
 
 def _row(rows: list[dict], name: str) -> dict:

@@ -18,7 +18,7 @@ from nbtrack.capture.data import DataProvider
 from nbtrack.capture.git import GitProvider
 from nbtrack.errors import CannotReplay
 from nbtrack.models import Snapshot
-from nbtrack.workspace import Workspace, build_workspace
+from nbtrack.replay.workspace import Workspace, build_workspace
 
 
 @pytest.fixture(scope="module")

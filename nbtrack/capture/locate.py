@@ -4,7 +4,7 @@ Methods are tried in order of reliability, and the one that answered is recorded
 
 1. ``explicit`` — ``%track start --notebook PATH``;
 2. ``frontend`` — the path the JupyterLab panel told the kernel over the ``nbtrack`` comm (kept
-   current across renames, unlike ``JPY_SESSION_NAME``; see :mod:`nbtrack.frontend`);
+   current across renames, unlike ``JPY_SESSION_NAME``; see :mod:`nbtrack.magics.frontend`);
 3. ``papermill`` — the input notebook of a papermill run (``NBTRACK_PAPERMILL`` set by nbtrack's own
    runner, else the ``papermill`` command line of the kernel's parent process);
 4. ``jupyter-session`` — ``JPY_SESSION_NAME`` / ``__session__``, set by jupyter_server (absolute path;

@@ -342,7 +342,7 @@ class NotebookProvider:
         self.parsed: dict[str, Any] | None = None
 
     def capture(self, ctx: CaptureContext) -> CaptureResult:
-        from nbtrack.render import notebook_html
+        from nbtrack.capture.render import notebook_html
 
         loc = self.location
         language = {"name": "python", "version": sys.version.split()[0]}

@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return 64
 
     from nbtrack.errors import NbtrackError
-    from nbtrack.replayer import replay
-    from nbtrack.reports import format_result
+    from nbtrack.replay.replayer import replay
+    from nbtrack.replay.reports import format_result
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from nbtrack import __version__
 from nbtrack.config import NbtrackConfig
 from nbtrack.errors import NotebookError, StoreError, UsageError
-from nbtrack.orphans import end_orphans_quietly
-from nbtrack.replayer import ENVS, MODES
+from nbtrack.replay.replayer import ENVS, MODES
+from nbtrack.runs.orphans import end_orphans_quietly
 from nbtrack.server.errors import NotFoundError, OutsideRootError
 from nbtrack.server.jobs import JobManager, ReplaySpec
 from nbtrack.server.stores import StoreResolver, Target
@@ -118,7 +118,7 @@ class NbtrackService:
     def _run_url(self, store: MlflowStore, run: Any) -> str | None:
         if self.config.mlflow_ui_url:
             base = str(self.config.mlflow_ui_url).rstrip("/")
-            return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+            return f"{base}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
         return store.run_url(run) if store.is_server else None
 
     # --- the verbs (blocking: call them through :meth:`call`) --------------------------------------
@@ -140,7 +140,7 @@ class NbtrackService:
         self, notebook: str | None, experiment: str | None, max_results: int, page_token: str | None
     ) -> dict[str, Any]:
         """One page of runs, newest first, filtered and paged by MLflow (never a scan)."""
-        from nbtrack.listing import run_row
+        from nbtrack.runs.rows import run_row
 
         target = self.resolver.target(notebook)
         page: dict[str, Any] = {
@@ -184,7 +184,7 @@ class NbtrackService:
         spool = Spool.of_store(target.store, self.config)
         if spool is None:
             return []
-        return [r for r in spool.pending() if r.data.tags.get("mlflow.source.name") == target.notebook]
+        return [r for r in spool.pending() if r.tags.get("mlflow.source.name") == target.notebook]
 
     def run_detail(self, run_id: str, notebook: str | None) -> dict[str, Any]:
         from nbtrack.server.summary import run_detail
@@ -196,7 +196,7 @@ class NbtrackService:
         return run_detail(run, snap, store.list_artifacts(run_id), self._run_url(store, run))
 
     def diff(self, a: str | None, b: str | None, notebook: str | None) -> dict[str, Any]:
-        from nbtrack.diff import diff_runs
+        from nbtrack.runs.diff import diff_runs
 
         if not a or not b:
             raise UsageError("give both runs to compare: /nbtrack/diff?a=RUN_ID&b=RUN_ID")
@@ -234,21 +234,21 @@ class NbtrackService:
                 f"the recorded notebook of run {run_id} cannot be read ({type(exc).__name__}); "
                 f"download it from the run's artifacts to inspect it"
             ) from exc
-        stem = PurePosixPath(run.data.tags.get("mlflow.source.name") or "notebook.ipynb").stem
+        stem = PurePosixPath(run.tags.get("mlflow.source.name") or "notebook.ipynb").stem
         label = f"replay-{source_id[:8]}" if found == "replay" else f"run-{run_id[:8]}"
         suffix = {"live": ".live", "history": ".history"}.get(found, "")
         return f"{stem}.{label}{suffix}.ipynb", found, nb
 
     def _replay_output(self, store: MlflowStore, run: Any) -> tuple[str, str | None]:
         """A replay run's executed notebook; for an original run, that of its newest replay."""
-        run_id = run.info.run_id
-        if "nbtrack.replay_of" in run.data.tags:
+        run_id = run.run_id
+        if "nbtrack.replay_of" in run.tags:
             return run_id, store.read_artifact(run_id, NOTEBOOK_ARTIFACTS["replay"])
         replays, _ = store.search_runs(tags={"nbtrack.replay_of": run_id}, max_results=10)
         for replay_run in replays:
-            text = store.read_artifact(replay_run.info.run_id, NOTEBOOK_ARTIFACTS["replay"])
+            text = store.read_artifact(replay_run.run_id, NOTEBOOK_ARTIFACTS["replay"])
             if text is not None:
-                return replay_run.info.run_id, text
+                return replay_run.run_id, text
         return run_id, None
 
     def trust(self, nb: Any) -> bool:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbtrack.listing import run_row
 from nbtrack.models import Snapshot
 from nbtrack.redact import strip_url_credentials
+from nbtrack.runs.rows import run_row
 
 # Per-output fields the panel shows; the snapshot may hold more.
 _OUTPUT_FIELDS = (

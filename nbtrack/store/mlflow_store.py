@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nbtrack.errors import ConfigError, RunNotFoundError, SnapshotError, StoreError
-from nbtrack.models import Snapshot
+from nbtrack.models import RunRecord, Snapshot
 from nbtrack.redact import strip_url_credentials
 from nbtrack.store.sqlite import is_locked_error, retry_locked
 
@@ -62,6 +62,25 @@ def translate_errors(what: str) -> Iterator[None]:
     except (ConnectionError, OSError) as exc:
         reason = redact_text(str(exc))
         raise StoreError(f"{what}: {reason}; check that the tracking server is reachable") from exc
+
+
+def to_record(run: Any) -> RunRecord:
+    """An MLflow ``Run`` as nbtrack's :class:`RunRecord` (the boundary: no MLflow object leaves)."""
+    info, data = run.info, run.data
+    metric_objs = getattr(data, "_metric_objs", None) or []
+    return RunRecord(
+        run_id=str(info.run_id),
+        name=info.run_name,
+        experiment_id=str(info.experiment_id),
+        status=str(info.status),
+        start_time=info.start_time,
+        end_time=info.end_time,
+        artifact_uri=info.artifact_uri or "",
+        tags=dict(data.tags),
+        params=dict(data.params),
+        metrics=dict(data.metrics),
+        last_metric_ms=max((int(m.timestamp) for m in metric_objs), default=None),
+    )
 
 
 class MlflowStore:
@@ -229,18 +248,18 @@ class MlflowStore:
             retry_locked(lambda: self.client.log_inputs(run_id, datasets=inputs), "logging datasets")
 
     # --- reading ---------------------------------------------------------------------------------
-    def get_run(self, run_id: str) -> Any:
+    def get_run(self, run_id: str) -> RunRecord:
         with self._guard(f"run {run_id}"):
-            return self.client.get_run(run_id)
+            return to_record(self.client.get_run(run_id))
 
     def load_snapshot(self, run_id: str) -> Snapshot:
         """Read a run's ``nbtrack/snapshot.json``."""
         run = self.get_run(run_id)  # a clear RunNotFoundError before any artifact error
         text = self.read_artifact(run_id, "snapshot.json")
-        if text is None and "nbtrack.schema_version" in run.data.tags:
+        if text is None and "nbtrack.schema_version" in run.tags:
             raise SnapshotError(
                 f"run {run_id} was tracked by nbtrack but its artifacts are missing from "
-                f"{strip_url_credentials(run.info.artifact_uri)}; restore them from a backup or "
+                f"{strip_url_credentials(run.artifact_uri)}; restore them from a backup or "
                 "record the run again"
             )
         if text is None:
@@ -306,7 +325,7 @@ class MlflowStore:
         tags: dict[str, str] | None = None,
         status: str | None = None,
         experiment_ids: list[str] | None = None,
-    ) -> tuple[list[Any], str | None]:
+    ) -> tuple[list[RunRecord], str | None]:
         """Runs tracked by nbtrack, newest first, filtered server-side (never a scan of all runs).
 
         ``experiment_ids`` (instead of ``experiment``'s name, or all active experiments) saves a query.
@@ -342,7 +361,7 @@ class MlflowStore:
                 order_by=["attributes.start_time DESC"],
                 page_token=page_token,
             )
-            return list(page), page.token
+            return [to_record(r) for r in page], page.token
 
     def mark_killed(self, run_id: str, end_time_ms: int, reason: str) -> None:
         """End a run whose kernel died: ``KILLED`` at ``end_time_ms``, with ``nbtrack.killed_reason``.
@@ -361,9 +380,9 @@ class MlflowStore:
                 f"ending run {run_id}",
             )
 
-    def run_url(self, run: Any) -> str:
+    def run_url(self, run: RunRecord) -> str:
         """Where a person sees the run: the server's page, or the command that opens the UI."""
-        exp_id, run_id = run.info.experiment_id, run.info.run_id
+        exp_id, run_id = run.experiment_id, run.run_id
         if self.is_server:
             return f"{self.display_uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
         return f"mlflow ui --backend-store-uri {self.display_uri}  (then open run {run_id})"

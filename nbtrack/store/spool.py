@@ -9,8 +9,8 @@ land there too and never wait for the network.
 SQLite commits are durable (its rollback journal, ``fsync`` on commit); the artifact files nbtrack
 logs are ``fsync``-ed before ``%track stop`` returns (:meth:`Spool.make_durable`).
 
-A spool run carries ``nbtrack.sync.state`` (``pending`` until the server has all of it, then
-``uploaded``) and, once the server run exists, ``nbtrack.sync.server_run_id``; the server run
+A spool run carries ``nbtrack.store.sync.state`` (``pending`` until the server has all of it, then
+``uploaded``) and, once the server run exists, ``nbtrack.store.sync.server_run_id``; the server run
 carries ``nbtrack.spool_run_id``, which is what makes an interrupted upload resumable without a
 duplicate.
 """
@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from nbtrack.models import RunRecord
 from nbtrack.redact import strip_url_credentials
 
-SYNC_STATE = "nbtrack.sync.state"
-SERVER_RUN_ID = "nbtrack.sync.server_run_id"
-LAST_ERROR = "nbtrack.sync.last_error"
+SYNC_STATE = "nbtrack.store.sync.state"
+SERVER_RUN_ID = "nbtrack.store.sync.server_run_id"
+LAST_ERROR = "nbtrack.store.sync.last_error"
 SPOOL_RUN_ID = "nbtrack.spool_run_id"
-TARGET = "nbtrack.sync.target"
+TARGET = "nbtrack.store.sync.target"
 PENDING, UPLOADED = "pending", "uploaded"
 #: Tags that describe the spool copy only, never copied to the server.
 LOCAL_TAGS = (SYNC_STATE, SERVER_RUN_ID, LAST_ERROR, TARGET)
@@ -55,7 +56,7 @@ class Spool:
 
     Example:
         >>> spool = Spool.for_server("http://mlflow:5000", NbtrackConfig())  # doctest: +SKIP
-        >>> [r.info.run_id for r in spool.pending()]  # doctest: +SKIP
+        >>> [r.run_id for r in spool.pending()]  # doctest: +SKIP
     """
 
     def __init__(self, folder: Path, server_uri: str) -> None:
@@ -104,18 +105,20 @@ class Spool:
         return folder / f"{run_id}.lock"
 
     # --- reading ---------------------------------------------------------------------------------
-    def runs(self, *, states: tuple[str, ...] = (PENDING,), max_results: int = 1000) -> list[Any]:
+    def runs(self, *, states: tuple[str, ...] = (PENDING,), max_results: int = 1000) -> list[RunRecord]:
         """Spool runs in one of ``states`` (any status), newest first; [] when there is no spool."""
         if not self.exists():
             return []
         from mlflow.entities import ViewType
+
+        from nbtrack.store.mlflow_store import to_record
 
         client = self.store.client
         ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
         if not ids:
             return []
         wanted = " or ".join(f"tags.`{SYNC_STATE}` = '{s}'" for s in states)
-        found: list[Any] = []
+        found: list[RunRecord] = []
         token = None
         while len(found) < max_results:
             page = client.search_runs(
@@ -125,29 +128,31 @@ class Spool:
                 order_by=["attributes.start_time DESC"],
                 page_token=token,
             )
-            found.extend(r for r in page if r.data.tags.get(SYNC_STATE) in states)
+            found.extend(to_record(r) for r in page if r.data.tags.get(SYNC_STATE) in states)
             token = page.token
             if not token:
                 break
         return found
 
-    def pending(self) -> list[Any]:
+    def pending(self) -> list[RunRecord]:
         """Runs not (completely) on the server yet, the running ones included."""
         return self.runs(states=(PENDING,))
 
-    def find(self, run_id: str) -> Any | None:
+    def find(self, run_id: str) -> RunRecord | None:
         """The spool run with this id, or None."""
         if not self.exists():
             return None
+        from nbtrack.store.mlflow_store import to_record
+
         try:
-            return self.store.client.get_run(run_id)
+            return to_record(self.store.client.get_run(run_id))
         except Exception:  # noqa: BLE001 - not a spool run
             return None
 
     # --- writing ---------------------------------------------------------------------------------
-    def make_durable(self, run: Any) -> None:
+    def make_durable(self, run: RunRecord) -> None:
         """``fsync`` a spool run's artifact files and their folders (SQLite syncs its own commits)."""
-        root = artifact_folder(run)
+        root = artifact_folder(run.artifact_uri)
         if root is None or not root.exists():
             return
         for folder, _dirs, files in os.walk(root):
@@ -177,15 +182,15 @@ def resolve_run(store: Any, run_id: str, config: Any) -> tuple[Any, str, str | N
         found = spool.find(run_id) if spool is not None else None
         if spool is None or found is None:
             raise
-    tags = found.data.tags
+    tags = found.tags
     if tags.get(SYNC_STATE) == UPLOADED and tags.get(SERVER_RUN_ID):
         return store, tags[SERVER_RUN_ID], f"run {run_id} was uploaded as run {tags[SERVER_RUN_ID]}"
     return spool.store, run_id, None
 
 
-def artifact_folder(run: Any) -> Path | None:
-    """The local folder of a run's artifacts (a ``file:`` artifact URI), else None."""
-    uri = run.info.artifact_uri or ""
+def artifact_folder(uri: str | None) -> Path | None:
+    """The local folder of a run's artifact URI (a ``file:`` URI or a path), else None."""
+    uri = uri or ""
     if uri.startswith("file:"):
         return Path(unquote(urlsplit(uri).path))
     if uri.startswith("/"):

@@ -95,14 +95,14 @@ def covered(spans: list[tuple[float, float]]) -> float:
 
 def instrument() -> Spans:
     import nbtrack.signing
-    import nbtrack.tracker
+    import nbtrack.track.tracker
     from nbtrack.magics import TrackMagics
     from nbtrack.store.mlflow_store import MlflowStore
     from nbtrack.store.spool import Spool
-    from nbtrack.tracker import Tracker
+    from nbtrack.track.tracker import Tracker
 
     spans = Spans()
-    spans.wrap(nbtrack.tracker, "run_provider", SNAPSHOT, any_thread=True)
+    spans.wrap(nbtrack.track.tracker, "run_provider", SNAPSHOT, any_thread=True)
     spans.wrap(Tracker, "_snapshot", SNAPSHOT)
     for name in ("get_run", "log_params_and_tags", "log_files", "end_active_run"):
         spans.wrap(MlflowStore, name, f"store.{name}")

@@ -83,9 +83,9 @@ def measure(fixture: Path, sizes: Sizes) -> list[dict[str, Any]]:
     import papermill
 
     import nbtrack
+    from nbtrack.replay.workspace import build_workspace
     from nbtrack.runner import execute_notebook
     from nbtrack.store import MlflowStore
-    from nbtrack.workspace import build_workspace
 
     reps = sizes.replay_reps
     import warnings

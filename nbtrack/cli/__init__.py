@@ -22,7 +22,7 @@ from nbtrack.errors import (
     StoreError,
     UsageError,
 )
-from nbtrack.listing import run_row
+from nbtrack.runs.rows import run_row
 
 
 class _Parser(argparse.ArgumentParser):
@@ -227,7 +227,7 @@ def _spool_of(store: Any) -> Any:
 
 def _pending_runs(store: Any, rel: str | None, experiment: str | None) -> list[Any]:
     """Runs of the server's local spool not uploaded yet (ended KILLED first when orphaned)."""
-    from nbtrack.orphans import end_orphans_quietly
+    from nbtrack.runs.orphans import end_orphans_quietly
 
     spool = _spool_of(store)
     if spool is None or not spool.exists():
@@ -235,10 +235,10 @@ def _pending_runs(store: Any, rel: str | None, experiment: str | None) -> list[A
     end_orphans_quietly(spool.store, by="`nbtrack runs`")
     runs: list[Any] = spool.pending()
     if rel:
-        runs = [r for r in runs if r.data.tags.get("mlflow.source.name") == rel]
+        runs = [r for r in runs if r.tags.get("mlflow.source.name") == rel]
     if experiment:
         ids = {e.experiment_id for e in spool.store.client.search_experiments() if e.name == experiment}
-        runs = [r for r in runs if r.info.experiment_id in ids]
+        runs = [r for r in runs if r.experiment_id in ids]
     return runs
 
 
@@ -254,7 +254,7 @@ def _resolve(store: Any, run_id: str) -> tuple[Any, str]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from nbtrack.orphans import OWNER_HOST, end_orphans_quietly, hostname
+    from nbtrack.runs.orphans import OWNER_HOST, end_orphans_quietly, hostname
 
     store, root, rel = _context(args, args.notebook, missing_ok=True)
     if store is None:
@@ -276,7 +276,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = [run_row(r) for r in runs]
     here = hostname()
     for row, run in zip(rows, runs, strict=True):
-        owner = run.data.tags.get(OWNER_HOST)
+        owner = run.tags.get(OWNER_HOST)
         if row["status"] == "RUNNING" and owner and owner != here:
             row["running_on"] = owner  # RUNNING as far as anyone here can tell: its kernel is there
     if not rows:
@@ -363,14 +363,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     snap = store.load_snapshot(run_id)
     row = run_row(run)
     if args.json:
-        print(json.dumps({"run": {**row, "tags": dict(run.data.tags)}, "snapshot": snap.to_dict()}, indent=1))
+        print(json.dumps({"run": {**row, "tags": dict(run.tags)}, "snapshot": snap.to_dict()}, indent=1))
     else:
         print(_show_text(row, snap, store.run_url(run)))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from nbtrack.diff import diff_runs, format_diff
+    from nbtrack.runs.diff import diff_runs, format_diff
 
     store, _, _ = _context(args)
     (store_a, a), (store_b, b) = _resolve(store, args.run_a), _resolve(store, args.run_b)
@@ -386,9 +386,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nbtrack.demo import run_demo
-    from nbtrack.replayer import replay
-    from nbtrack.reports import format_result
+    from nbtrack.cli.demo import run_demo
+    from nbtrack.replay.replayer import replay
+    from nbtrack.replay.reports import format_result
 
     info = run_demo(args.dir)
     args.project = Path(info["project"])
@@ -396,7 +396,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     runs, _ = store.search_runs(notebook=info["notebook"], max_results=1)
     if not runs:
         raise NbtrackError(f"the demo notebook ran but logged no run in {store.display_uri}")
-    run_id = runs[0].info.run_id
+    run_id = runs[0].run_id
     print()
     print(_show_text(run_row(runs[0]), store.load_snapshot(run_id), store.run_url(runs[0])))
     print()
@@ -420,7 +420,7 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
 
 
 def _replay_options(args: argparse.Namespace) -> dict[str, Any]:
-    from nbtrack.replayer import parse_value
+    from nbtrack.replay.replayer import parse_value
 
     tolerances = {}
     for name, value in _pairs(args.metric_tolerance, "--metric-tolerance").items():
@@ -468,7 +468,7 @@ def _replay_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs, _ = store.search_runs(
         experiment=args.experiment, tags=_pairs(args.tag, "--tag"), max_results=args.max
     )
-    runs = [r for r in runs if "nbtrack.replay_of" not in r.data.tags]  # replays are not replayed again
+    runs = [r for r in runs if "nbtrack.replay_of" not in r.tags]  # replays are not replayed again
     if not runs:
         tags = f" tagged {', '.join(args.tag)}" if args.tag else ""
         raise CannotReplay(
@@ -477,7 +477,7 @@ def _replay_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
     print(f"nbtrack replay: {len(runs)} run(s) of {args.experiment}, {args.jobs} at once", file=sys.stderr)
 
     def one(run: Any) -> dict[str, Any]:
-        run_id = run.info.run_id
+        run_id = run.run_id
         proc = subprocess.run(
             _batch_argv(args, store, root, run_id), capture_output=True, text=True, check=False
         )
@@ -487,13 +487,13 @@ def _replay_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
             last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
             result = {
                 "run_id": run_id,
-                "run_name": run.info.run_name,
+                "run_name": run.name,
                 "verdict": "CANNOT_REPLAY",
                 "exit_code": 3,
                 "message": f"the replay process failed: {last}",
             }
         print(
-            f"  {result['verdict']:<13} {run_id} ({run.info.run_name}): {result.get('message', '')}",
+            f"  {result['verdict']:<13} {run_id} ({run.name}): {result.get('message', '')}",
             file=sys.stderr,
         )
         return result
@@ -514,7 +514,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.experiment:
         results = _replay_batch(args)
     else:
-        from nbtrack.replayer import replay
+        from nbtrack.replay.replayer import replay
 
         store, root, _ = _context(args, missing_ok=True)
         if store is None:
@@ -552,7 +552,7 @@ def _cannot(run_id: str, why: str) -> dict[str, Any]:
 
 def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
     """Print replay results (text or JSON), write the reports asked for; the exit code."""
-    from nbtrack.reports import format_result, write_reports
+    from nbtrack.replay.reports import format_result, write_reports
 
     write_reports(results, junit=args.junit, html=args.html)
     if args.json:
@@ -563,9 +563,9 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from nbtrack.orphans import end_orphans_quietly
+    from nbtrack.runs.orphans import end_orphans_quietly
     from nbtrack.store.http import unreachable
-    from nbtrack.sync import sync
+    from nbtrack.store.sync import sync
 
     store, _, _ = _context(args)
     spool = _spool_of(store)

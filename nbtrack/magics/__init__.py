@@ -1,7 +1,7 @@
 """IPython front-end: the ``%track`` line magic and ``%%track`` cell magic.
 
 Imports nothing heavy: ``%load_ext nbtrack`` only registers the magics and two cell hooks and opens
-the ``nbtrack`` comm to the JupyterLab panel (:mod:`nbtrack.frontend`); MLflow, DVC and friends are
+the ``nbtrack`` comm to the JupyterLab panel (:mod:`nbtrack.magics.frontend`); MLflow, DVC and friends are
 imported by the first ``%track start``, nbformat and ipywidgets at the first ``%track stop``.
 """
 
@@ -17,8 +17,8 @@ from IPython.display import display as _display
 
 from nbtrack.config import load_config
 from nbtrack.errors import NbtrackError, UsageError
-from nbtrack.frontend import Frontend
-from nbtrack.tracker import Tracker
+from nbtrack.magics.frontend import Frontend
+from nbtrack.track.tracker import Tracker
 
 USAGE = """\
 %track start [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]
@@ -192,7 +192,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
         return stop_and_tell(self.tracker, self.frontend, status)
 
     def _show_run(self, run_id: str | None) -> None:
-        from nbtrack.card import stored_summary
+        from nbtrack.magics.card import stored_summary
 
         if run_id is None:
             if self.tracker.last is None:
@@ -203,7 +203,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
         self._show_card(stored_summary(store, run_id), store)
 
     def _show_card(self, summary: dict[str, Any], store: Any = None) -> None:
-        from nbtrack.card import run_card
+        from nbtrack.magics.card import run_card
 
         card = run_card(summary, store or self.tracker.last_store, widgets=self.frontend.connected)
         _display(card)  # type: ignore[no-untyped-call]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nbtrack.reports.common import (
+from nbtrack.replay.reports.common import (
     Result,
     _columns,
     _diff_table,

@@ -134,10 +134,10 @@ def diff_runs(store: Any, run_a: str, run_b: str) -> dict[str, Any]:
             missing.append(f"run {run_id} has no nbtrack/{name} artifact (deleted?)")
         notebooks.append(notebook)
     return {
-        "a": {"run_id": run_a, "name": runs[0].info.run_name, "status": runs[0].info.status},
-        "b": {"run_id": run_b, "name": runs[1].info.run_name, "status": runs[1].info.status},
-        "params": _changes(dict(runs[0].data.params), dict(runs[1].data.params)),
-        "metrics": diff_metrics(dict(runs[0].data.metrics), dict(runs[1].data.metrics)),
+        "a": {"run_id": run_a, "name": runs[0].name, "status": runs[0].status},
+        "b": {"run_id": run_b, "name": runs[1].name, "status": runs[1].status},
+        "params": _changes(dict(runs[0].params), dict(runs[1].params)),
+        "metrics": diff_metrics(dict(runs[0].metrics), dict(runs[1].metrics)),
         "environment": diff_environment(*snaps),
         "data": diff_data(*snaps),
         "git": diff_git(*snaps),

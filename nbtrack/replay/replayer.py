@@ -3,15 +3,15 @@
 The verb behind ``nbtrack replay``, ``nbtrack.replay(...)``, the server extension and the panel:
 
 1. read the run and its ``snapshot.json`` from the store;
-2. build an isolated workspace (:mod:`nbtrack.workspace`): the recorded commit plus the recorded
+2. build an isolated workspace (:mod:`nbtrack.replay.workspace`): the recorded commit plus the recorded
    uncommitted diff in a temporary clone, every DVC output linked from the cache at its recorded hash;
 3. pick what to execute (``--mode``): the saved notebook when the run went top to bottom, else the
    kernel's execution history (that is what produced the results);
 4. pick the kernel (``--env``): the current interpreter's, or a fresh virtual environment with the
-   recorded pins (:mod:`nbtrack.venv`);
+   recorded pins (:mod:`nbtrack.replay.venv`);
 5. execute through papermill; the kernel's own ``%track`` magics log the replay as a new MLflow run
    tagged ``nbtrack.replay_of`` (told so through ``NBTRACK_REPLAY``);
-6. compare metrics, params and produced DVC outputs (:mod:`nbtrack.verdict`); the result carries
+6. compare metrics, params and produced DVC outputs (:mod:`nbtrack.replay.verdict`); the result carries
    environment drift, data versions and the cell-level code diff for the reports.
 
 (The module is not called ``replay``: ``nbtrack.replay`` is the public function.)
@@ -32,8 +32,8 @@ from typing import Any
 
 from nbtrack.errors import CannotReplay, NbtrackError, RunNotFoundError, SnapshotError, UsageError
 from nbtrack.models import Section, Snapshot
+from nbtrack.replay.verdict import CANNOT_REPLAY, DIVERGED, EXIT_CODES, FAILED, REPRODUCED
 from nbtrack.signing import sign_notebook_bytes
-from nbtrack.verdict import CANNOT_REPLAY, DIVERGED, EXIT_CODES, FAILED, REPRODUCED
 
 MODES = ("auto", "notebook", "history")
 ENVS = ("current", "recreate")
@@ -226,7 +226,7 @@ def _find_replay_run(store: Any, experiment: str, replay_id: str, index: int | N
         return None
     if index is not None:
         for run in runs:
-            if run.data.tags.get("nbtrack.kernel_run_index") == str(index):
+            if run.tags.get("nbtrack.kernel_run_index") == str(index):
                 return run
     return runs[0]  # newest first: the run that ended the history
 
@@ -234,7 +234,7 @@ def _find_replay_run(store: Any, experiment: str, replay_id: str, index: int | N
 def _environment_now(kernel_python: Path | None) -> Snapshot:
     """The environment the replay ran in, when the replay logged no snapshot of its own."""
     if kernel_python is not None:
-        from nbtrack.venv import interpreter_environment
+        from nbtrack.replay.venv import interpreter_environment
 
         data = interpreter_environment(kernel_python)
     else:
@@ -332,11 +332,11 @@ def _replay(result: ReplayResult, o: _Options) -> None:
     from nbtrack.capture.locate import find_project_root
     from nbtrack.capture.notebook import cell_source, code_cells, parse_artifact
     from nbtrack.config import load_config
-    from nbtrack.diff import diff_cells, diff_environment
+    from nbtrack.replay.verdict import compare_metrics, compare_outputs, compare_params, summarize
+    from nbtrack.replay.workspace import build_workspace
     from nbtrack.runner import ExecutionFailed, execute_notebook
+    from nbtrack.runs.diff import diff_cells, diff_environment
     from nbtrack.store import MlflowStore
-    from nbtrack.verdict import compare_metrics, compare_outputs, compare_params, summarize
-    from nbtrack.workspace import build_workspace
 
     config = load_config()
     if o.tracking_uri:
@@ -352,14 +352,14 @@ def _replay(result: ReplayResult, o: _Options) -> None:
             "(or pass --tracking-uri / --project for another store)"
         ) from exc
     snap = store.load_snapshot(run_id)
-    tags = original.data.tags
-    result.run_name = original.info.run_name
-    result.experiment = snap.run.get("experiment") or original.info.experiment_id
+    tags = original.tags
+    result.run_name = original.name
+    result.experiment = snap.run.get("experiment") or original.experiment_id
     nb_section = snap.section("notebook")
     # Also when the file could not be read at the run's end: the history then runs in its place.
     relpath = nb_section.data.get("relpath")
     result.notebook = relpath or tags.get("mlflow.source.name")
-    if original.info.status == "RUNNING":
+    if original.status == "RUNNING":
         result.risks.append(f"run {run_id} is still RUNNING: its results may be incomplete")
     chosen, why = choose_mode(snap, o.mode)
     result.mode, result.mode_reason = chosen, why
@@ -473,7 +473,7 @@ def _replay(result: ReplayResult, o: _Options) -> None:
         kernel_dirs: list[Path] = []
         kernel_python: Path | None = None
         if result.env == "recreate":
-            from nbtrack.venv import recreate_environment
+            from nbtrack.replay.venv import recreate_environment
 
             env_section = snap.section("environment")
             if env_section.status != "ok":
@@ -523,7 +523,7 @@ def _replay(result: ReplayResult, o: _Options) -> None:
             result.code_diff = diff_cells(recorded_cells, [cell_source(c) for c in code_cells(executed)])
 
         index = snap.run.get("kernel_run_index")
-        from nbtrack.sync import flush
+        from nbtrack.store.sync import flush
 
         # With a tracking server, the replay kernel's run went to the local spool: upload it now
         # if the kernel's background upload did not finish before it exited.
@@ -531,10 +531,10 @@ def _replay(result: ReplayResult, o: _Options) -> None:
         replay_run = _find_replay_run(store, result.experiment or "", replay_id, index)
         replay_snap: Snapshot | None = None
         if replay_run is not None:
-            result.replay_run_id = replay_run.info.run_id
+            result.replay_run_id = replay_run.run_id
             result.view = store.run_url(replay_run)
             try:
-                replay_snap = store.load_snapshot(replay_run.info.run_id)
+                replay_snap = store.load_snapshot(replay_run.run_id)
             except SnapshotError:
                 replay_snap = None
         environment_snap = replay_snap or _environment_now(kernel_python)
@@ -564,14 +564,12 @@ def _replay(result: ReplayResult, o: _Options) -> None:
         else:
             overridden = set(o.parameters)
             result.metrics = compare_metrics(
-                dict(original.data.metrics),
-                dict(replay_run.data.metrics),
+                dict(original.metrics),
+                dict(replay_run.metrics),
                 tolerance=o.tolerance,
                 per_metric=o.metric_tolerances,
             )
-            result.params = compare_params(
-                dict(original.data.params), dict(replay_run.data.params), overridden
-            )
+            result.params = compare_params(dict(original.params), dict(replay_run.params), overridden)
             produced_a = snap.section("data").data.get("produced") or []
             produced_b = (replay_snap.section("data").data.get("produced") if replay_snap else None) or []
             result.outputs = compare_outputs(produced_a, produced_b)
@@ -621,7 +619,7 @@ def _log_replay(store: Any, result: ReplayResult, output: Path | None) -> None:
     """The verdict on the replay run: a tag for lists, the result and the report as artifacts."""
     from nbtrack.config import load_config
     from nbtrack.redact import policy
-    from nbtrack.reports import html_report
+    from nbtrack.replay.reports import html_report
 
     assert result.replay_run_id is not None
     # Like everything nbtrack logs, through the redaction policy: the replay may have run the

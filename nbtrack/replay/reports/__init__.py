@@ -2,13 +2,13 @@
 
 Every writer takes the result dicts replay produces (``verdict``, ``message``, the ``metrics`` /
 ``params`` / ``outputs`` comparison rows, ``failure``, ``environment`` drift, ``data`` versions and
-the cell-level ``code_diff`` of :func:`nbtrack.diff.diff_cells`) and tolerates missing keys: a
+the cell-level ``code_diff`` of :func:`nbtrack.runs.diff.diff_cells`) and tolerates missing keys: a
 ``CANNOT_REPLAY`` result may hold little more than its message. Standard library only; the HTML page
 loads nothing from anywhere (inline CSS, no scripts), so it can be archived by any CI and opened
 offline.
 
-Modules: :mod:`~nbtrack.reports.text` (the terminal), :mod:`~nbtrack.reports.junit`,
-:mod:`~nbtrack.reports.page` (HTML), :mod:`~nbtrack.reports.common` (shared pieces).
+Modules: :mod:`~nbtrack.replay.reports.text` (the terminal), :mod:`~nbtrack.replay.reports.junit`,
+:mod:`~nbtrack.replay.reports.page` (HTML), :mod:`~nbtrack.replay.reports.common` (shared pieces).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nbtrack.errors import NbtrackError
-from nbtrack.reports.common import VERDICTS, Result
-from nbtrack.reports.junit import junit_xml
-from nbtrack.reports.page import html_report
-from nbtrack.reports.text import format_result
+from nbtrack.replay.reports.common import VERDICTS, Result
+from nbtrack.replay.reports.junit import junit_xml
+from nbtrack.replay.reports.page import html_report
+from nbtrack.replay.reports.text import format_result
 
 __all__ = ["VERDICTS", "Result", "format_result", "html_report", "junit_xml", "write_reports"]
 

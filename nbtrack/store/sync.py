@@ -39,7 +39,7 @@ from nbtrack.store.spool import (
     artifact_folder,
 )
 
-log = logging.getLogger("nbtrack.sync")
+log = logging.getLogger("nbtrack.store.sync")
 
 #: MLflow's log_batch limits.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -88,10 +88,10 @@ def sync(
         return report
     runs = list(reversed(spool.pending()))
     if run_ids is not None:
-        runs = [r for r in runs if r.info.run_id in set(run_ids)]
+        runs = [r for r in runs if r.run_id in set(run_ids)]
     for run in runs:
-        run_id = run.info.run_id
-        if run.info.status in ("RUNNING", "SCHEDULED"):
+        run_id = run.run_id
+        if run.status in ("RUNNING", "SCHEDULED"):
             report.running.append(run_id)
             continue
         try:
@@ -176,7 +176,7 @@ def _server_tags(tags: dict[str, str]) -> dict[str, str]:
 def _find_on_server(target: Any, exp_id: str, run_id: str) -> str | None:
     """The server run an earlier, interrupted upload of ``run_id`` created, if any."""
     runs, _ = target.search_runs(experiment_ids=[exp_id], tags={SPOOL_RUN_ID: run_id}, max_results=5)
-    return str(runs[0].info.run_id) if runs else None
+    return runs[0].run_id if runs else None
 
 
 def _copy_values(local: Any, server: Any, run: Any, remote: Any) -> None:
@@ -212,7 +212,7 @@ def _copy_inputs(server: Any, run: Any, remote: Any) -> None:
 
 def _copy_artifacts(server: Any, run: Any, server_id: str) -> None:
     """Every artifact file of the spool run (a re-upload overwrites the same paths)."""
-    folder = artifact_folder(run)
+    folder = artifact_folder(run.info.artifact_uri)
     if folder is None or not folder.is_dir() or not any(folder.iterdir()):
         return
     server.log_artifacts(server_id, str(folder))
@@ -226,7 +226,7 @@ def flush(store: Any, config: Any, tags: dict[str, str]) -> None:
         return
     from nbtrack.store.http import bounded
 
-    wanted = [r.info.run_id for r in spool.pending() if all(r.data.tags.get(k) == v for k, v in tags.items())]
+    wanted = [r.run_id for r in spool.pending() if all(r.tags.get(k) == v for k, v in tags.items())]
     if wanted:
         with bounded(config.tracking_timeout):
             sync(spool, store, run_ids=wanted)

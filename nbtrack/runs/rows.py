@@ -18,16 +18,16 @@ def format_time(ms: int | None) -> str:
 
 def duration_seconds(run: Any) -> float | None:
     """Seconds from start to end, or None while the run has not ended."""
-    if not run.info.end_time or not run.info.start_time:
+    if not run.end_time or not run.start_time:
         return None
-    return round(float(run.info.end_time - run.info.start_time) / 1000, 3)
+    return round(float(run.end_time - run.start_time) / 1000, 3)
 
 
 def format_duration(run: Any) -> str:
     """The duration as ``12.3s``, or ``-`` while the run has not ended."""
-    if not run.info.end_time or not run.info.start_time:
+    if not run.end_time or not run.start_time:
         return "-"
-    return f"{(run.info.end_time - run.info.start_time) / 1000:.1f}s"
+    return f"{(run.end_time - run.start_time) / 1000:.1f}s"
 
 
 def run_row(run: Any) -> dict[str, Any]:
@@ -37,16 +37,16 @@ def run_row(run: Any) -> dict[str, Any]:
         >>> run_row(store.get_run("3f2a9c41e0b84d0f..."))["commit"]  # doctest: +SKIP
         '9c41e0b'
     """
-    tags = run.data.tags
+    tags = run.tags
     return {
-        "run_id": run.info.run_id,
-        "name": run.info.run_name,
-        "status": run.info.status,
-        "start": format_time(run.info.start_time),
-        "start_time": run.info.start_time,
+        "run_id": run.run_id,
+        "name": run.name,
+        "status": run.status,
+        "start": format_time(run.start_time),
+        "start_time": run.start_time,
         "duration": format_duration(run),
         "duration_s": duration_seconds(run),
-        "experiment_id": run.info.experiment_id,
+        "experiment_id": run.experiment_id,
         "notebook": tags.get("mlflow.source.name"),
         "commit": (tags.get("mlflow.source.git.commit") or "")[:7] or None,
         "git_dirty": tags.get("nbtrack.git.dirty") == "true",
@@ -54,9 +54,9 @@ def run_row(run: Any) -> dict[str, Any]:
         "out_of_order": tags.get("nbtrack.out_of_order") == "true",
         "replay_of": tags.get("nbtrack.replay_of"),
         "replay_verdict": tags.get("nbtrack.replay.verdict"),
-        "metrics": dict(run.data.metrics),
-        "params": dict(run.data.params),
+        "metrics": dict(run.metrics),
+        "params": dict(run.params),
         # A run of the local spool not (completely) on the tracking server yet, and why not.
-        "pending_upload": tags.get("nbtrack.sync.state") == "pending",
-        "upload_error": tags.get("nbtrack.sync.last_error") or None,
+        "pending_upload": tags.get("nbtrack.store.sync.state") == "pending",
+        "upload_error": tags.get("nbtrack.store.sync.last_error") or None,
     }

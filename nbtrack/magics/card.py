@@ -4,7 +4,7 @@ With the JupyterLab panel connected (so the widget manager is there) it is an ip
 run's name, id, status, duration, metrics and flags, a **Compare with previous run** button that
 renders the differing params and metrics below it, and an **Open in MLflow** link when the store
 is an MLflow server. Elsewhere (papermill, nbconvert, a terminal) it is the HTML/text
-:class:`~nbtrack.render.RunCard`; the widget carries that HTML too, as the fallback of its display.
+:class:`~nbtrack.capture.render.RunCard`; the widget carries that HTML too, as the fallback of its display.
 
 Example:
     >>> card = run_card(summary, store, widgets=True)  # doctest: +SKIP
@@ -18,11 +18,11 @@ import html
 import logging
 from typing import Any
 
+from nbtrack.capture.render import RunCard, diff_html
 from nbtrack.errors import NbtrackError, RunNotFoundError, SnapshotError, UsageError
-from nbtrack.render import RunCard, diff_html
-from nbtrack.tracker import run_flags
+from nbtrack.track.tracker import run_flags
 
-log = logging.getLogger("nbtrack.card")
+log = logging.getLogger("nbtrack.magics.card")
 
 
 def stored_summary(store: Any, run_id: str) -> dict[str, Any]:
@@ -57,10 +57,10 @@ def stored_summary(store: Any, run_id: str) -> dict[str, Any]:
         "experiment": (snapshot.run.get("experiment") if snapshot else None) or info.experiment_id,
         "status": info.status,
         "duration_s": (info.end_time - info.start_time) / 1000 if ended else None,
-        "metrics": dict(run.data.metrics),
+        "metrics": dict(run.metrics),
         "flags": run_flags(snapshot.sections) if snapshot else [unreadable],
         "view": store.run_url(run),
-        "notebook": run.data.tags.get("mlflow.source.name"),
+        "notebook": run.tags.get("mlflow.source.name"),
         "notebook_path": snapshot.section("notebook").data.get("path") if snapshot else None,
     }
 
@@ -69,7 +69,7 @@ def previous_run_id(store: Any, run_id: str, notebook: str) -> str | None:
     """The run of ``notebook`` that started right before ``run_id``, if any."""
     for page in (2, 1000):  # the card is usually the newest run: two runs answer
         runs, _ = store.search_runs(notebook=notebook, max_results=page)
-        ids = [r.info.run_id for r in runs]
+        ids = [r.run_id for r in runs]
         if run_id in ids:
             after = ids.index(run_id) + 1
             return ids[after] if after < len(ids) else None
@@ -128,7 +128,7 @@ class RunCardWidget:
             elif previous is None:
                 page = f"<p>No previous run of <code>{html.escape(notebook)}</code> to compare with.</p>"
             else:
-                from nbtrack.diff import diff_runs
+                from nbtrack.runs.diff import diff_runs
 
                 diff = diff_runs(self.store, previous, run_id)
                 page = diff_html(diff)

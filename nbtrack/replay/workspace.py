@@ -32,7 +32,7 @@ from typing import Any
 from nbtrack.capture.git import _env
 from nbtrack.errors import CannotReplay
 from nbtrack.models import Snapshot
-from nbtrack.workspace.data import RestoredOutput, _inside, _restore_data
+from nbtrack.replay.data import RestoredOutput, _inside, _restore_data
 
 __all__ = ["RestoredOutput", "Workspace", "build_workspace"]
 

@@ -25,7 +25,7 @@ from nbtrack.errors import CannotReplay
 from nbtrack.redact import strip_url_credentials
 
 if TYPE_CHECKING:
-    from nbtrack.workspace import Workspace
+    from nbtrack.replay.workspace import Workspace
 
 _LINKS = "reflink,hardlink,symlink,copy"
 _CACHE_MODE = 0o444  # DVC's mode for a cache object it trusts without hashing it again

@@ -58,9 +58,9 @@ from nbtrack.capture.locate import nearest_ancestor, papermill_invocation
 
 if TYPE_CHECKING:
     from nbtrack.capture.notebook import LiveNotebook
-    from nbtrack.tracker import Tracker
+    from nbtrack.track.tracker import Tracker
 
-log = logging.getLogger("nbtrack.frontend")
+log = logging.getLogger("nbtrack.magics.frontend")
 
 #: The comm target the panel registers on each notebook's kernel.
 TARGET = "nbtrack"

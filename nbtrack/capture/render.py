@@ -142,7 +142,7 @@ def _cell(value: Any) -> str:
 
 
 def diff_html(d: dict[str, Any]) -> str:
-    """The params and metrics that differ between two runs (:func:`nbtrack.diff.diff_runs`' result),
+    """The params and metrics that differ between two runs (:func:`nbtrack.runs.diff.diff_runs`' result),
     as an HTML table: what the run card's "Compare with previous run" shows.
 
     Example:

@@ -33,7 +33,7 @@ import socket
 from functools import cache
 from typing import Any
 
-log = logging.getLogger("nbtrack.orphans")
+log = logging.getLogger("nbtrack.runs.orphans")
 
 OWNER_HOST = "nbtrack.owner.host"
 OWNER_PID = "nbtrack.owner.pid"
@@ -88,8 +88,7 @@ def owner_gone(tags: dict[str, str]) -> str | None:
 
 def last_activity_ms(run: Any) -> int:
     """The run's last known activity: its latest logged metric, else its start (epoch ms)."""
-    metric_times = [int(m.timestamp) for m in getattr(run.data, "_metric_objs", None) or []]
-    return max([int(run.info.start_time or 0), *metric_times])
+    return max(int(run.start_time or 0), int(run.last_metric_ms or 0))
 
 
 def end_orphans(store: Any, *, experiment_ids: list[str] | None = None, by: str = "nbtrack") -> list[str]:
@@ -106,12 +105,12 @@ def end_orphans(store: Any, *, experiment_ids: list[str] | None = None, by: str 
     )
     ended = []
     for run in runs:
-        tags = dict(run.data.tags)
+        tags = dict(run.tags)
         reason = owner_gone(tags)
         if reason is None:
             continue
-        store.mark_killed(run.info.run_id, last_activity_ms(run), f"{reason}; ended KILLED by {by}")
-        ended.append(run.info.run_id)
+        store.mark_killed(run.run_id, last_activity_ms(run), f"{reason}; ended KILLED by {by}")
+        ended.append(run.run_id)
     if ended:
         log.info("ended %d orphaned run(s) KILLED: %s", len(ended), ", ".join(ended))
     return ended

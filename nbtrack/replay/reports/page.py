@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbtrack import __version__
-from nbtrack.reports.common import (
+from nbtrack.replay.reports.common import (
     _LONG,
     VERDICTS,
     Result,

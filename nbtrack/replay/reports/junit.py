@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 
-from nbtrack.reports.common import (
+from nbtrack.replay.reports.common import (
     SUITE,
     Result,
     _clean,

@@ -18,8 +18,8 @@ EXAMPLE = "quickstart.ipynb"
 def example_notebook() -> Path:
     """The quickstart notebook: shipped inside the wheel, or in the source tree's ``examples/``."""
     for candidate in (
-        Path(__file__).parent / "_examples" / EXAMPLE,
-        Path(__file__).resolve().parent.parent / "examples" / EXAMPLE,
+        Path(__file__).resolve().parents[1] / "_examples" / EXAMPLE,
+        Path(__file__).resolve().parents[2] / "examples" / EXAMPLE,
     ):
         if candidate.is_file():
             return candidate

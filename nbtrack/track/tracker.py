@@ -26,8 +26,8 @@ from nbtrack.capture.locate import NotebookLocation, find_project_root, locate_n
 from nbtrack.config import NbtrackConfig
 from nbtrack.errors import UsageError
 from nbtrack.models import SCHEMA_VERSION, Section, Snapshot
-from nbtrack.orphans import end_orphans_quietly, owner_tags
 from nbtrack.redact import policy
+from nbtrack.runs.orphans import end_orphans_quietly, owner_tags
 
 if TYPE_CHECKING:
     from nbtrack.capture.notebook import LiveNotebook
@@ -335,11 +335,11 @@ class Tracker:
                 )
                 run = store.get_run(active.run_id)
                 active.sections.update(notebook=notebook, parameters=parameters)
-                results = {"metrics": dict(run.data.metrics), "params": dict(run.data.params)}
+                results = {"metrics": dict(run.metrics), "params": dict(run.params)}
                 active.sections["results"] = Section("results", "ok", None, results)
                 # The end tags need only the start's data section: logged while the check runs.
                 params = {k: param_string(v) for k, v in parameters.data.get("values", {}).items()}
-                store.log_params_and_tags(active.run_id, params, self._end_tags(active), run.data.params)
+                store.log_params_and_tags(active.run_id, params, self._end_tags(active), run.params)
                 after = end_data.result()[0] if end_data is not None else None
             if start_data is not None and after is not None:
                 start_data.data["produced"] = produced_outputs(start_data, after)
@@ -401,7 +401,7 @@ class Tracker:
         return reason
 
     def _uploader(self, spool: Any, target: Any) -> Any:
-        from nbtrack.sync import uploader_for
+        from nbtrack.store.sync import uploader_for
 
         return uploader_for(spool, target, self.config.tracking_timeout)
 
@@ -549,11 +549,11 @@ class Tracker:
     def _summary(self, active: ActiveRun, status: str, run: Any) -> dict[str, Any]:
         return {
             "run_id": active.run_id,
-            "run_name": run.info.run_name,
+            "run_name": run.name,
             "experiment": active.experiment,
             "status": status,
             "duration_s": time.time() - active.started,
-            "metrics": dict(run.data.metrics),
+            "metrics": dict(run.metrics),
             "flags": run_flags(active.sections),
             "view": (
                 f"the MLflow UI of {active.target.display_uri}, once uploaded"
