@@ -60,14 +60,14 @@ class DataProvider:
                 f"not a DVC project: no .dvc folder at or above {ctx.project_root}; "
                 "run `dvc init` to track data"
             )
-        _import_dvc()
+        import_dvc()
         from dvc import __version__
 
         cache = _open(ctx, root)
         repo = cache.repo
         problems: list[str] = []
         remote, remotes = _remotes(repo.config, problems, policy(ctx.config))
-        stages = _collect_stages(repo, cache.parsed, problems)
+        stages = collect_stages(repo, cache.parsed, problems)
         described = (
             _describe(repo, cache, stage, out, source, problems)
             for stage, source in stages
@@ -116,7 +116,7 @@ def dataset_inputs(section_data: dict[str, Any]) -> list[dict[str, str]]:
 
 
 # --- the repository ------------------------------------------------------------------------------
-def _import_dvc() -> None:
+def import_dvc() -> None:
     """Import DVC without letting it replace the kernel's ``sys.stdout``/``sys.stderr``.
 
     ``import dvc`` runs ``dvc.logger.setup()``, whose ``colorama.init()`` wraps both streams in
@@ -153,7 +153,7 @@ def _open(ctx: CaptureContext, root: Path) -> _KernelCache:
     except Exception as exc:
         ctx.state.pop("data", None)
         raise CaptureError(
-            f"DVC could not open the project at {root} ({_one_line(exc)}); "
+            f"DVC could not open the project at {root} ({one_line(exc)}); "
             "fix .dvc/config (see `dvc config --list`) or run `dvc doctor`"
         ) from exc
     ctx.state["data"] = cache
@@ -180,7 +180,7 @@ def _remotes(
 
 
 # --- DVC files -----------------------------------------------------------------------------------
-def _collect_stages(
+def collect_stages(
     repo: Any, parsed: dict[str, Any], problems: list[str], broken: list[str] | None = None
 ) -> list[tuple[Any, str]]:
     """Every stage of the project with the file it came from, found as DVC's index finds them.
@@ -227,7 +227,7 @@ def _load_stages(
     from dvc.dvcfile import Lockfile, ProjectFile, SingleStageFile, load_file
     from dvc.stage.loader import SingleStageLoader, StageLoader
 
-    rel = _rel(path, repo.root_dir)
+    rel = rel_path(path, repo.root_dir)
     dvcfile = load_file(repo, path)
     if not isinstance(dvcfile, ProjectFile):
         try:
@@ -237,20 +237,20 @@ def _load_stages(
             return [(SingleStageLoader.load_stage(dvcfile, data, text), rel)]
         except Exception as exc:  # noqa: BLE001 - see the docstring
             fix = f"fix it or run `dvc add {rel[: -len('.dvc')]}` again"
-            problems.append(f"{rel} is not a valid DVC file ({_one_line(exc)}); {fix}")
+            problems.append(f"{rel} is not a valid DVC file ({one_line(exc)}); {fix}")
             if broken is not None:
                 broken.append(path)
             return []
 
     lock_path = os.path.join(os.path.dirname(path), "dvc.lock")
-    lock_rel = _rel(lock_path, repo.root_dir)
+    lock_rel = rel_path(lock_path, repo.root_dir)
     lock: dict[str, Any] = {}
     try:
         if os.path.exists(lock_path):
             lock, _ = _read_yaml(lock_path, Lockfile.SCHEMA, lock_rel, parsed)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         fix = "run `dvc repro` (or `dvc commit`) to rewrite it"
-        problems.append(f"{lock_rel} is not a valid DVC lock file ({_one_line(exc)}); {fix}")
+        problems.append(f"{lock_rel} is not a valid DVC lock file ({one_line(exc)}); {fix}")
         if broken is not None:
             broken.append(lock_path)
         return []
@@ -259,7 +259,7 @@ def _load_stages(
         loader = StageLoader(dvcfile, dvcfile.contents, lock)
         names = list(loader)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        problems.append(f"{rel} is not a valid DVC pipeline ({_one_line(exc)}); fix it, then run `dvc repro`")
+        problems.append(f"{rel} is not a valid DVC pipeline ({one_line(exc)}); fix it, then run `dvc repro`")
         if broken is not None:
             broken.append(path)
         return []
@@ -268,7 +268,7 @@ def _load_stages(
         try:
             stages.append((loader[name], f"{lock_rel}:{name}"))
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            problems.append(f"stage {rel}:{name} could not be loaded ({_one_line(exc)}); fix it in {rel}")
+            problems.append(f"stage {rel}:{name} could not be loaded ({one_line(exc)}); fix it in {rel}")
     return stages
 
 
@@ -323,11 +323,11 @@ def _describe(
     if out.protocol != "local" or not out.is_in_repo:
         problems.append(f"{out.def_path} (from {source}) is outside the DVC project; it is not recorded")
         return None
-    name = _rel(out.fs_path, repo.root_dir)
+    name = rel_path(out.fs_path, repo.root_dir)
     hash_info = out.hash_info
     if not hash_info or not hash_info.value:
         stage_name = getattr(stage, "name", None)
-        target = f"repro {_rel(stage.path, repo.root_dir)}:{stage_name}" if stage_name else f"add {name}"
+        target = f"repro {rel_path(stage.path, repo.root_dir)}:{stage_name}" if stage_name else f"add {name}"
         problems.append(f"{name} (from {source}) has no recorded hash; run `dvc {target}`")
         return None
     entry: dict[str, Any] = {
@@ -347,7 +347,7 @@ def _describe(
         current = _workspace_hash(repo, cache, out)
     except Exception as exc:  # noqa: BLE001 - unreadable file, .dvcignore inside a folder output, ...
         fix = "check that it is readable" if isinstance(exc, OSError) else "`dvc status` fails on it too"
-        problems.append(f"could not hash {name} ({_one_line(exc)}); {fix}")
+        problems.append(f"could not hash {name} ({one_line(exc)}); {fix}")
         return entry
     if current is None:
         entry["status"] = "missing"
@@ -372,11 +372,11 @@ def _workspace_hash(repo: Any, cache: _KernelCache, out: Any) -> str | None:
     return folder_hash(repo, cache.folders, out)
 
 
-def _rel(path: str, root: str) -> str:
+def rel_path(path: str, root: str) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """A short single-line account of an error, with the YAML parser's or the schema's detail."""
     cause = exc.__cause__ or exc.__context__
     problem, mark = getattr(cause, "problem", None), getattr(cause, "problem_mark", None)

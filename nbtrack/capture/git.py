@@ -52,7 +52,7 @@ _SECRET_FILES = (
 _EMPTY_BLOB_REVERSE = b"literal 0\nHcmV?d00001\n\n"
 
 
-def _env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
     env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", LC_ALL="C", LANGUAGE="C")
     return env
@@ -62,7 +62,7 @@ def _git(cwd: Path, *args: str, timeout: float = _TIMEOUT) -> subprocess.Complet
     """Run ``git args`` in ``cwd``; missing git or a timeout become one-line, fixable errors."""
     try:
         return subprocess.run(
-            ["git", *args], cwd=cwd, env=_env(), capture_output=True, timeout=timeout, check=False
+            ["git", *args], cwd=cwd, env=git_env(), capture_output=True, timeout=timeout, check=False
         )
     except FileNotFoundError as exc:
         raise SectionUnavailable(
@@ -108,7 +108,7 @@ def _stream_diff(root: Path, patch: _Patch) -> None:
     with tempfile.TemporaryFile() as err:
         # stderr to a file: a pipe could fill up (e.g. one CRLF warning per file) and block git.
         proc = subprocess.Popen(
-            ["git", *_DIFF_ARGS.split()], cwd=root, env=_env(), stdout=subprocess.PIPE, stderr=err
+            ["git", *_DIFF_ARGS.split()], cwd=root, env=git_env(), stdout=subprocess.PIPE, stderr=err
         )
         timer = threading.Timer(_DIFF_TIMEOUT, proc.kill)
         timer.start()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbtrack.capture.data import _collect_stages, _import_dvc, _one_line, _rel
+from nbtrack.capture.data import collect_stages, import_dvc, one_line, rel_path
 from nbtrack.errors import CannotReplay
 from nbtrack.redact import strip_url_credentials
 
@@ -46,7 +46,7 @@ class RestoredOutput:
     seconds: float
 
 
-def _inside(path: str, root: str) -> str | None:
+def inside(path: str, root: str) -> str | None:
     """``path`` relative to ``root``, or None when it lies outside."""
     for a, b in ((path, root), (os.path.realpath(path), os.path.realpath(root))):
         try:
@@ -59,7 +59,7 @@ def _inside(path: str, root: str) -> str | None:
 
 
 # --- data ----------------------------------------------------------------------------------------
-def _restore_data(
+def restore_data(
     ws: Workspace,
     data: dict[str, Any],
     git_data: dict[str, Any],
@@ -67,7 +67,7 @@ def _restore_data(
     progress: bool,
     say: Callable[[str], None],
 ) -> None:
-    rel = _inside(str(data["root"]), git_data["root"])
+    rel = inside(str(data["root"]), git_data["root"])
     if rel is None:
         ws.risks.append(f"the DVC project {data['root']} is outside the git repository; no data is restored")
         return
@@ -82,7 +82,7 @@ def _restore_data(
     if not outputs:
         return
     cache_dir = _configure_dvc(ws.dvc_root, src_top / rel, ws.base)
-    _import_dvc()  # heavy (~0.5 s): only when there is data to restore
+    import_dvc()  # heavy (~0.5 s): only when there is data to restore
     with _dvc_logging(quiet=not progress) as errors:
         repo = _open_repo(ws)
         try:
@@ -107,7 +107,7 @@ def _open_repo(ws: Workspace) -> Any:
     # $DVC_SITE_CACHE_DIR beats core.site_cache_dir: then DVC's state for this repository lives
     # there, in a folder of its own that cleanup() removes too.
     state = str(repo.site_cache_dir)
-    if _inside(state, str(ws.base)) is None and state not in ws._elsewhere:
+    if inside(state, str(ws.base)) is None and state not in ws._elsewhere:
         ws._elsewhere.append(state)
     return repo
 
@@ -140,7 +140,7 @@ def _configure_dvc(ws_dvc: Path, src_dvc: Path, base: Path) -> str:
     Returns the cache folder. The source's local config holds remote credentials; it is copied to
     a temporary folder on the same machine and never into a snapshot.
     """
-    _import_dvc()
+    import_dvc()
     from dvc.config import Config, ConfigError, merge
     from dvc.config_schema import RelPath
 
@@ -152,7 +152,7 @@ def _configure_dvc(ws_dvc: Path, src_dvc: Path, base: Path) -> str:
         committed = ws_config.load_one("repo")
     except ConfigError as exc:
         raise CannotReplay(
-            f"DVC cannot read the configuration of {src_dvc} or of the run's commit ({_one_line(exc)}); "
+            f"DVC cannot read the configuration of {src_dvc} or of the run's commit ({one_line(exc)}); "
             "fix it (dvc config --list shows it)"
         ) from exc
     cache = dict(src["cache"]) if src is not None else {}
@@ -179,7 +179,7 @@ def _configure_dvc(ws_dvc: Path, src_dvc: Path, base: Path) -> str:
             merge(conf, local)
     except ConfigError as exc:
         raise CannotReplay(
-            f"the DVC configuration for the workspace is invalid ({_one_line(exc)}); "
+            f"the DVC configuration for the workspace is invalid ({one_line(exc)}); "
             f"fix {src_dvc / '.dvc' / 'config.local'}"
         ) from exc
     return cache_dir
@@ -239,15 +239,15 @@ def _align_dvc_files(
     problems: list[str] = []
     broken: list[str] = []
     found = {
-        _rel(out.fs_path, repo.root_dir): (stage, out)
-        for stage, _ in _collect_stages(repo, {}, problems, broken)
+        rel_path(out.fs_path, repo.root_dir): (stage, out)
+        for stage, _ in collect_stages(repo, {}, problems, broken)
         for out in stage.outs
     }
     commit = str(git_data.get("commit"))[:12]
     for path in broken:
         os.unlink(path)  # the workspace's copy: the user's file is untouched
     if broken:
-        names = ", ".join(_rel(path, repo.root_dir) for path in broken)
+        names = ", ".join(rel_path(path, repo.root_dir) for path in broken)
         them = "them" if len(broken) > 1 else "it"
         risks.append(
             f"DVC cannot load {names} at commit {commit}; the workspace leaves {them} out so that DVC "
@@ -361,7 +361,7 @@ def _restore_one(
         except DownloadError:
             pass  # what is still missing is told below
         except Exception as exc:  # noqa: BLE001 - no remote, unknown remote, auth: all one message
-            errors.append(_one_line(exc))
+            errors.append(one_line(exc))
         if _missing(odb, out):
             push = out.get("source") if str(out.get("source", "")).endswith(".dvc") else path
             fix = f"push it from a machine that has it (dvc push {push}) or restore the cache"
@@ -381,7 +381,7 @@ def _restore_one(
         repo.checkout(targets=[target], force=True)
     except Exception as exc:  # DVC's many checkout errors: one fixable line
         raise CannotReplay(
-            f"DVC could not check out {path} ({name} {value}) in the workspace ({_one_line(exc)}); "
+            f"DVC could not check out {path} ({name} {value}) in the workspace ({one_line(exc)}); "
             f"run `dvc checkout {path}` in a kept workspace (keep=True) to see why"
         ) from exc
     kinds: Counter[str] = Counter()

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack.capture.git import _env
+from nbtrack.capture.git import git_env
 from nbtrack.errors import CannotReplay
 from nbtrack.models import Snapshot
-from nbtrack.replay.data import RestoredOutput, _inside, _restore_data
+from nbtrack.replay.data import RestoredOutput, inside, restore_data
 
 __all__ = ["RestoredOutput", "Workspace", "build_workspace"]
 
@@ -126,7 +126,7 @@ def build_workspace(
     # Real path, as git reports its toplevel (macOS' temporary folder is behind a symlink).
     base = Path(os.path.realpath(tempfile.mkdtemp(prefix="nbtrack-replay-", dir=base_dir)))
     work = base / "work"
-    project = _inside(str(snapshot.run.get("project_root") or git_data["root"]), git_data["root"])
+    project = inside(str(snapshot.run.get("project_root") or git_data["root"]), git_data["root"])
     ws = Workspace(base, work, work / (project or ""), None, risks, keep=keep)
     try:
         _checkout_code(ws, git_data, src_top, git_diff, say)
@@ -143,7 +143,7 @@ def build_workspace(
                 "not restored"
                 for problem in data.data.get("problems") or []
             )
-            _restore_data(ws, data.data, git_data, src_top, progress, say)
+            restore_data(ws, data.data, git_data, src_top, progress, say)
         elif data.status == "error" or (ws.project / ".dvc").is_dir():
             ws.risks.append(
                 f"the run's DVC data was not recorded ({data.reason}); no data is restored: "
@@ -207,7 +207,7 @@ def _some(items: list[str], shown: int = 5) -> str:
 def _git(
     cwd: Path, *args: str, stdin: bytes | None = None, timeout: float = _GIT_TIMEOUT
 ) -> subprocess.CompletedProcess[bytes]:
-    env = _env()
+    env = git_env()
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # a fetch must never wait for a prompt
     try:
         return subprocess.run(

@@ -16,17 +16,17 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # whole JUnit file unreadable to Jenkins, so they are dropped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # Environment drift longer than this is collapsed in the HTML page.
-_LONG = 12
+LONG = 12
 
 
 # --- shared pieces -------------------------------------------------------------------------------
 
 
-def _clean(value: Any) -> str:
+def clean(value: Any) -> str:
     return _NOT_XML.sub("", _ANSI.sub("", str(value)))
 
 
-def _value(value: Any) -> str:
+def value_text(value: Any) -> str:
     """A metric or param value for people: ``missing`` for an absent side, floats without noise."""
     if value is None:
         return "missing"
@@ -35,45 +35,45 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _number(value: Any, spec: str) -> str:
+def number_text(value: Any, spec: str) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return ""
     return "0" if value == 0 else format(value, spec)
 
 
-def _reason(result: Result) -> str:
+def reason_text(result: Result) -> str:
     """The message without its leading ``VERDICT:``, for places that show the verdict beside it."""
     message, verdict = str(result.get("message") or ""), f"{result.get('verdict')}:"
     return message[len(verdict) :].strip() if message.startswith(verdict) else message
 
 
-def _short(run_id: Any, width: int = 8) -> str:
+def short_id(run_id: Any, width: int = 8) -> str:
     text = str(run_id or "?")
     return text if len(text) <= width else text[:width] + "…"
 
 
-def _rows(result: Result, key: str) -> list[Mapping[str, Any]]:
+def result_rows(result: Result, key: str) -> list[Mapping[str, Any]]:
     return [row for row in result.get(key) or [] if isinstance(row, Mapping)]
 
 
 def _bad_metrics(result: Result) -> list[Mapping[str, Any]]:
-    return [m for m in _rows(result, "metrics") if not m.get("ok", True)]
+    return [m for m in result_rows(result, "metrics") if not m.get("ok", True)]
 
 
 def _changed_params(result: Result) -> list[Mapping[str, Any]]:
     """Params that differ, on purpose (overridden) or not."""
     return [
         p
-        for p in _rows(result, "params")
+        for p in result_rows(result, "params")
         if not p.get("ok", True) or p.get("overridden") or p.get("original") != p.get("replayed")
     ]
 
 
 def _bad_outputs(result: Result) -> list[Mapping[str, Any]]:
-    return [o for o in _rows(result, "outputs") if not o.get("ok", True)]
+    return [o for o in result_rows(result, "outputs") if not o.get("ok", True)]
 
 
-def _output_change(row: Mapping[str, Any]) -> str:
+def output_change(row: Mapping[str, Any]) -> str:
     if row.get("replayed") is None:
         return "not produced by the replay"
     if row.get("original") is None:
@@ -86,24 +86,36 @@ def _param_note(row: Mapping[str, Any]) -> str:
 
 
 def _metric_note(row: Mapping[str, Any]) -> str:
-    diff = _number(row.get("difference"), "+.6g")
-    tol = _number(row.get("tolerance"), ".3g")
+    diff = number_text(row.get("difference"), "+.6g")
+    tol = number_text(row.get("tolerance"), ".3g")
     return " ".join(x for x in (diff, f"(relative tolerance {tol})" if tol else "") if x)
 
 
-def _diff_table(result: Result, hash_width: int | None = 10) -> list[tuple[str, ...]]:
+def diff_table(result: Result, hash_width: int | None = 10) -> list[tuple[str, ...]]:
     """What differs, as rows of (kind, name, original, replayed, difference); no header."""
 
     def digest(value: Any) -> str:
-        return "missing" if value is None else (_short(value, hash_width) if hash_width else str(value))
+        return "missing" if value is None else (short_id(value, hash_width) if hash_width else str(value))
 
     rows: list[tuple[str, ...]] = []
     rows += [
-        ("metric", str(m.get("name")), _value(m.get("original")), _value(m.get("replayed")), _metric_note(m))
+        (
+            "metric",
+            str(m.get("name")),
+            value_text(m.get("original")),
+            value_text(m.get("replayed")),
+            _metric_note(m),
+        )
         for m in _bad_metrics(result)
     ]
     rows += [
-        ("param", str(p.get("name")), _value(p.get("original")), _value(p.get("replayed")), _param_note(p))
+        (
+            "param",
+            str(p.get("name")),
+            value_text(p.get("original")),
+            value_text(p.get("replayed")),
+            _param_note(p),
+        )
         for p in _changed_params(result)
     ]
     rows += [
@@ -112,29 +124,29 @@ def _diff_table(result: Result, hash_width: int | None = 10) -> list[tuple[str, 
             str(o.get("path")),
             digest(o.get("original")),
             digest(o.get("replayed")),
-            _output_change(o),
+            output_change(o),
         )
         for o in _bad_outputs(result)
     ]
     return rows
 
 
-def _columns(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+def columns(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
-def _failure_lines(failure: Mapping[str, Any]) -> list[str]:
+def failure_lines(failure: Mapping[str, Any]) -> list[str]:
     count = failure.get("execution_count")
     where = f"cell {failure.get('cell', '?')}" + (f" (In [{count}])" if count is not None else "")
     # Kernels send exception values with colour codes; a CI log or a terminal wants plain text.
-    evalue = f": {_clean(failure['evalue'])}" if failure.get("evalue") else ""
-    lines = [f"{where} raised {_clean(failure.get('ename') or 'an error')}{evalue}"]
+    evalue = f": {clean(failure['evalue'])}" if failure.get("evalue") else ""
+    lines = [f"{where} raised {clean(failure.get('ename') or 'an error')}{evalue}"]
     lines += [f"    {line}" for line in str(failure.get("source_head") or "").splitlines()]
     return lines
 
 
-def _env_summary(env: Mapping[str, Any] | None) -> str:
+def env_summary(env: Mapping[str, Any] | None) -> str:
     """One line: ``python 3.11.2 -> 3.12.1, 3 changed, 1 added, 0 removed`` or ``no drift``."""
     if not env or env.get("available") is False:
         reason = str((env or {}).get("reason") or "")
@@ -148,12 +160,12 @@ def _env_summary(env: Mapping[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def _env_compared(result: Result) -> bool:
+def env_compared(result: Result) -> bool:
     env = result.get("environment")
     return isinstance(env, Mapping) and bool(env.get("available"))
 
 
-def _env_rows(env: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+def env_rows(env: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     """(package, recorded, replay, change) for every drifting package."""
     rows = [
         (str(r.get("name")), str(r.get("a")), str(r.get("b")), "changed") for r in env.get("changed") or []
@@ -163,18 +175,18 @@ def _env_rows(env: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _run_label(result: Result) -> str:
+def run_label(result: Result) -> str:
     name = result.get("run_name")
     return f"{name} ({result.get('run_id')})" if name else str(result.get("run_id"))
 
 
-def _mode_line(result: Result) -> str:
+def mode_line(result: Result) -> str:
     mode = f"{result.get('mode') or '-'}"
     if result.get("mode_reason"):
         mode += f" ({result['mode_reason']})"
     return f"mode {mode}; env {result.get('env') or '-'}; kernel {result.get('kernel') or '-'}"
 
 
-def _overrides(result: Result) -> str:
+def overrides(result: Result) -> str:
     overrides = (result.get("parameters") or {}).get("overrides") or {}
     return ", ".join(f"{k}={v!r}" for k, v in overrides.items())

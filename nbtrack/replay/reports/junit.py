@@ -8,16 +8,16 @@ from collections.abc import Mapping, Sequence
 from nbtrack.replay.reports.common import (
     SUITE,
     Result,
-    _clean,
-    _columns,
-    _diff_table,
-    _env_rows,
-    _env_summary,
-    _failure_lines,
-    _mode_line,
-    _overrides,
-    _rows,
-    _run_label,
+    clean,
+    columns,
+    diff_table,
+    env_rows,
+    env_summary,
+    failure_lines,
+    mode_line,
+    overrides,
+    result_rows,
+    run_label,
 )
 
 # --- JUnit XML -----------------------------------------------------------------------------------
@@ -34,21 +34,21 @@ def _classname(result: Result) -> str:
 
 
 def _system_out(result: Result) -> str:
-    lines = [f"run {_run_label(result)}, experiment {result.get('experiment')}"]
+    lines = [f"run {run_label(result)}, experiment {result.get('experiment')}"]
     if result.get("replay_run_id"):
         lines.append(f"replay run {result['replay_run_id']}")
     if result.get("view"):
         lines.append(f"see the replay run: {result['view']}")
-    lines += [_mode_line(result)] if result.get("mode") else []
-    if _overrides(result):
-        lines.append(f"parameters overridden: {_overrides(result)}")
+    lines += [mode_line(result)] if result.get("mode") else []
+    if overrides(result):
+        lines.append(f"parameters overridden: {overrides(result)}")
     risks = result.get("risks") or []
     lines += ["risks:", *(f"  - {risk}" for risk in risks)] if risks else []
     env = result.get("environment")
-    lines.append(f"environment: {_env_summary(env)}")
+    lines.append(f"environment: {env_summary(env)}")
     if isinstance(env, Mapping) and env.get("available") is not False:
-        lines += [f"  {name}: {a or '-'} -> {b or '-'} ({change})" for name, a, b, change in _env_rows(env)]
-    data = _rows(result, "data")
+        lines += [f"  {name}: {a or '-'} -> {b or '-'} ({change})" for name, a, b, change in env_rows(env)]
+    data = result_rows(result, "data")
     lines += ["data:"] if data else []
     lines += [
         f"  {d.get('path')} {d.get('hash_name')}:{d.get('hash')} ({d.get('status_at_record')} when recorded, "
@@ -60,9 +60,9 @@ def _system_out(result: Result) -> str:
 
 def _divergence_text(result: Result) -> str:
     lines = [str(result.get("message") or "")]
-    table = _diff_table(result, hash_width=None)
+    table = diff_table(result, hash_width=None)
     if table:
-        lines += ["", *_columns([("", "name", "original", "replayed", "difference"), *table], indent="")]
+        lines += ["", *columns([("", "name", "original", "replayed", "difference"), *table], indent="")]
     return "\n".join(lines)
 
 
@@ -88,26 +88,26 @@ def junit_xml(results: Sequence[Result]) -> str:
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=_clean(_classname(result)),
-            name=_clean(_run_label(result)),
+            classname=clean(_classname(result)),
+            name=clean(run_label(result)),
             time=f"{seconds:.3f}",
         )
         verdict = str(result.get("verdict") or "UNKNOWN")
-        message = _clean(result.get("message") or verdict)
+        message = clean(result.get("message") or verdict)
         if verdict == "DIVERGED":
             failures += 1
-            ET.SubElement(case, "failure", message=message, type=verdict).text = _clean(
+            ET.SubElement(case, "failure", message=message, type=verdict).text = clean(
                 _divergence_text(result)
             )
         elif verdict == "FAILED":
             failures += 1
             failure = result.get("failure")
-            text = "\n".join(_failure_lines(failure)) if isinstance(failure, Mapping) else message
-            ET.SubElement(case, "failure", message=message, type=verdict).text = _clean(text)
+            text = "\n".join(failure_lines(failure)) if isinstance(failure, Mapping) else message
+            ET.SubElement(case, "failure", message=message, type=verdict).text = clean(text)
         elif verdict != "REPRODUCED":
             errors += 1
-            ET.SubElement(case, "error", message=message, type=_clean(verdict)).text = message
-        ET.SubElement(case, "system-out").text = _clean(_system_out(result))
+            ET.SubElement(case, "error", message=message, type=clean(verdict)).text = message
+        ET.SubElement(case, "system-out").text = clean(_system_out(result))
     counts = {"tests": len(results), "failures": failures, "errors": errors, "skipped": 0}
     for element in (root, suite):
         for key, count in counts.items():

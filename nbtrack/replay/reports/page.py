@@ -9,20 +9,20 @@ from typing import Any
 
 from nbtrack import __version__
 from nbtrack.replay.reports.common import (
-    _LONG,
+    LONG,
     VERDICTS,
     Result,
-    _clean,
-    _env_compared,
-    _env_rows,
-    _env_summary,
-    _number,
-    _output_change,
-    _overrides,
-    _reason,
-    _rows,
-    _run_label,
-    _value,
+    clean,
+    env_compared,
+    env_rows,
+    env_summary,
+    number_text,
+    output_change,
+    overrides,
+    reason_text,
+    result_rows,
+    run_label,
+    value_text,
 )
 
 # --- HTML ----------------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ pre{white-space:pre-wrap;margin:.2rem 0}.diff{border:1px solid #d0d7de;border-ra
 
 
 def _esc(value: Any) -> str:
-    return html.escape(_clean(value))
+    return html.escape(clean(value))
 
 
 def _verdict_class(verdict: str) -> str:
@@ -78,7 +78,7 @@ def _meta_html(result: Result) -> str:
     env = {"current": "the current Python environment", "recreate": "recreated from the recorded packages"}
     notebook = result.get("notebook")
     items = [
-        ("run", _run_label(result)),
+        ("run", run_label(result)),
         ("replay run", result.get("replay_run_id") or "not logged"),
         ("experiment", result.get("experiment")),
         ("notebook", notebook or "none: replayed from the recorded cell history"),
@@ -89,9 +89,9 @@ def _meta_html(result: Result) -> str:
         ),
         ("environment", env.get(str(result.get("env")), result.get("env") or "-")),
         ("kernel", result.get("kernel") or "-"),
-        ("parameters overridden", _overrides(result) or "none"),
+        ("parameters overridden", overrides(result) or "none"),
         ("started", result.get("started") or "-"),
-        ("duration", f"{_number(result.get('duration_s'), '.1f') or '-'} s"),
+        ("duration", f"{number_text(result.get('duration_s'), '.1f') or '-'} s"),
         ("exit code", result.get("exit_code")),
     ]
     if result.get("workspace"):
@@ -105,14 +105,18 @@ def _meta_html(result: Result) -> str:
 
 def _metrics_html(result: Result) -> str:
     rows = []
-    for m in _rows(result, "metrics"):
+    for m in result_rows(result, "metrics"):
         ok = m.get("ok", True)
         missing = m.get("original") is None or m.get("replayed") is None
         status = (
             "✓ within tolerance" if ok else ("✗ missing on one side" if missing else "✗ outside tolerance")
         )
-        cells = [_value(m.get("original")), _value(m.get("replayed")), _number(m.get("difference"), "+.6g")]
-        cells += [_number(m.get("tolerance"), ".3g"), status]
+        cells = [
+            value_text(m.get("original")),
+            value_text(m.get("replayed")),
+            number_text(m.get("difference"), "+.6g"),
+        ]
+        cells += [number_text(m.get("tolerance"), ".3g"), status]
         rows.append(("" if ok else "bad", [f"<code>{_esc(m.get('name'))}</code>", *map(_esc, cells)]))
     if not rows:
         return "<h3>Metrics</h3><p class=muted>no metrics to compare: only the execution was checked</p>"
@@ -122,25 +126,25 @@ def _metrics_html(result: Result) -> str:
 
 def _params_html(result: Result) -> str:
     rows = []
-    for p in _rows(result, "params"):
+    for p in result_rows(result, "params"):
         note = (
             "overridden (-p) for this replay"
             if p.get("overridden")
             else ("" if p.get("ok", True) else "✗ differs")
         )
         cls = "bad" if not p.get("ok", True) else ("over" if p.get("overridden") else "")
-        cells = [_esc(_value(p.get("original"))), _esc(_value(p.get("replayed"))), _esc(note)]
+        cells = [_esc(value_text(p.get("original"))), _esc(value_text(p.get("replayed"))), _esc(note)]
         rows.append((cls, [f"<code>{_esc(p.get('name'))}</code>", *cells]))
     return "<h3>Parameters</h3>" + _table(("param", "original", "replayed", ""), rows) if rows else ""
 
 
 def _outputs_html(result: Result) -> str:
     rows = []
-    for o in _rows(result, "outputs"):
+    for o in result_rows(result, "outputs"):
         ok = o.get("ok", True)
         cells = [f"<code>{_esc(o.get('path'))}</code>"]
-        cells += [f"<code>{_esc(_value(o.get(side)))}</code>" for side in ("original", "replayed")]
-        rows.append(("" if ok else "bad", [*cells, _esc(("✓ " if ok else "✗ ") + _output_change(o))]))
+        cells += [f"<code>{_esc(value_text(o.get(side)))}</code>" for side in ("original", "replayed")]
+        rows.append(("" if ok else "bad", [*cells, _esc(("✓ " if ok else "✗ ") + output_change(o))]))
     header = ("DVC output", "original", "replayed", "")
     return "<h3>Produced outputs</h3>" + _table(header, rows) if rows else ""
 
@@ -161,21 +165,21 @@ def _failure_html(result: Result) -> str:
 def _environment_html(result: Result) -> str:
     env = result.get("environment")
     env = env if isinstance(env, Mapping) else None
-    summary = _esc(_env_summary(env))
-    if env is None or env.get("available") is False or not (env.get("python") or _env_rows(env)):
+    summary = _esc(env_summary(env))
+    if env is None or env.get("available") is False or not (env.get("python") or env_rows(env)):
         return f"<h3>Environment</h3><p>{summary}</p>"
-    rows = [("", [f"<code>{_esc(n)}</code>", _esc(a), _esc(b), _esc(c)]) for n, a, b, c in _env_rows(env)]
+    rows = [("", [f"<code>{_esc(n)}</code>", _esc(a), _esc(b), _esc(c)]) for n, a, b, c in env_rows(env)]
     if env.get("python"):
         py = env["python"]
         rows.insert(0, ("over", ["<b>python</b>", _esc(py.get("a")), _esc(py.get("b")), "changed"]))
-    opened = " open" if len(rows) <= _LONG else ""
+    opened = " open" if len(rows) <= LONG else ""
     table = _table(("package", "recorded", "replay", ""), rows)
     return f"<h3>Environment</h3><details{opened}><summary>{summary}</summary>{table}</details>"
 
 
 def _data_html(result: Result) -> str:
     rows = []
-    for d in _rows(result, "data"):
+    for d in result_rows(result, "data"):
         status = str(d.get("status_at_record") or "-")
         status_html = _esc(status) if status == "clean" else f'<span class="warn">{_esc(status)}</span>'
         fetched = "fetched from the remote" if d.get("fetched") else "from the cache"
@@ -196,7 +200,7 @@ def _diff_lines_html(lines: Sequence[str]) -> str:
 
 def _code_html(result: Result) -> str:
     parts = []
-    for row in _rows(result, "code_diff"):
+    for row in result_rows(result, "code_diff"):
         op = row.get("op")
         if op == "changed":
             title = f"cell {row.get('a_cell')} changed"
@@ -229,17 +233,17 @@ def _result_html(result: Result, anchor: str) -> str:
     parts = [
         f'<section class="result" id="{anchor}">',
         f'<div class="banner {_verdict_class(verdict)}"><b>{_esc(verdict)}</b>',
-        f"{_esc(_reason(result))}</div>",
+        f"{_esc(reason_text(result))}</div>",
         _meta_html(result),
     ]
     if risks:
         items = "".join(f"<li>{_esc(r)}</li>" for r in risks)
         parts.append(f'<div class="risks"><h3>⚠ Risks to this verdict</h3><ul>{items}</ul></div>')
     parts.append(_failure_html(result))
-    if verdict != "CANNOT_REPLAY" or _rows(result, "metrics"):
+    if verdict != "CANNOT_REPLAY" or result_rows(result, "metrics"):
         parts.append(_metrics_html(result))
     parts += [_params_html(result), _outputs_html(result)]
-    if verdict != "CANNOT_REPLAY" or _env_compared(result):
+    if verdict != "CANNOT_REPLAY" or env_compared(result):
         parts.append(_environment_html(result))
     parts += [_data_html(result), _code_html(result), "</section>"]
     return "".join(parts)
@@ -255,10 +259,10 @@ def _summary_html(results: Sequence[Result], anchors: Sequence[str]) -> str:
             "",
             [
                 f'<span class="badge {_verdict_class(v)}">{_esc(v)}</span>',
-                f'<a href="#{anchor}">{_esc(_run_label(r))}</a>',
+                f'<a href="#{anchor}">{_esc(run_label(r))}</a>',
                 _esc(r.get("experiment") or ""),
                 _esc(r.get("notebook") or "-"),
-                _esc(_reason(r)),
+                _esc(reason_text(r)),
             ],
         )
         for r, v, anchor in zip(results, verdicts, anchors, strict=True)
@@ -279,7 +283,7 @@ def html_report(results: Sequence[Result]) -> str:
     """
     anchors = [_anchor(i, r) for i, r in enumerate(results)]
     if len(results) == 1:
-        title = f"nbtrack replay: {results[0].get('verdict')} {_run_label(results[0])}"
+        title = f"nbtrack replay: {results[0].get('verdict')} {run_label(results[0])}"
     else:
         title = f"nbtrack replay: {len(results)} runs"
     parts = [

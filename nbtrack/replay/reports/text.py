@@ -6,16 +6,16 @@ from collections.abc import Mapping
 
 from nbtrack.replay.reports.common import (
     Result,
-    _columns,
-    _diff_table,
-    _env_compared,
-    _env_summary,
-    _failure_lines,
-    _mode_line,
-    _overrides,
-    _reason,
-    _rows,
-    _short,
+    columns,
+    diff_table,
+    env_compared,
+    env_summary,
+    failure_lines,
+    mode_line,
+    overrides,
+    reason_text,
+    result_rows,
+    short_id,
 )
 
 # --- terminal ------------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ def format_result(result: Result) -> str:
           see the replay run: http://mlflow.example.com/#/experiments/1/runs/9c41…
     """
     verdict = str(result.get("verdict") or "UNKNOWN")
-    head = f"{verdict}  run {_short(result.get('run_id'))}"
+    head = f"{verdict}  run {short_id(result.get('run_id'))}"
     if result.get("run_name"):
         head += f" ({result['run_name']})"
     if result.get("notebook"):
@@ -43,27 +43,27 @@ def format_result(result: Result) -> str:
     elif result.get("mode") == "history":
         head += " of its recorded cell history"
     lines = [head]
-    if _reason(result):
-        lines.append(f"  {_reason(result)}")
+    if reason_text(result):
+        lines.append(f"  {reason_text(result)}")
     lines += [f"  risk: {risk}" for risk in result.get("risks") or []]
-    table = _diff_table(result)
+    table = diff_table(result)
     if table:
-        lines += _columns([("", "name", "original", "replayed", "difference"), *table])
+        lines += columns([("", "name", "original", "replayed", "difference"), *table])
     elif verdict in ("REPRODUCED", "DIVERGED"):
-        n_metrics, n_outputs = len(_rows(result, "metrics")), len(_rows(result, "outputs"))
+        n_metrics, n_outputs = len(result_rows(result, "metrics")), len(result_rows(result, "outputs"))
         if n_metrics or n_outputs:
             lines.append(f"  {n_metrics} metric(s) within tolerance, {n_outputs} DVC output(s) identical")
         else:
             lines.append("  no metrics or DVC outputs to compare: only the execution was checked")
     if isinstance(result.get("failure"), Mapping):
-        failure = _failure_lines(result["failure"])
+        failure = failure_lines(result["failure"])
         lines += [f"  failure: {failure[0]}", *(f"  {line}" for line in failure[1:])]
-    if verdict != "CANNOT_REPLAY" or _env_compared(result):
-        lines.append(f"  environment: {_env_summary(result.get('environment'))}")
+    if verdict != "CANNOT_REPLAY" or env_compared(result):
+        lines.append(f"  environment: {env_summary(result.get('environment'))}")
     if result.get("mode") or verdict != "CANNOT_REPLAY":
-        lines.append(f"  {_mode_line(result)}")
-    if _overrides(result):
-        lines.append(f"  parameters overridden: {_overrides(result)}")
+        lines.append(f"  {mode_line(result)}")
+    if overrides(result):
+        lines.append(f"  parameters overridden: {overrides(result)}")
     if result.get("view"):
         lines.append(f"  see the replay run: {result['view']}")
     elif result.get("replay_run_id"):
