@@ -177,6 +177,24 @@ def _patterns_from_env(raw: str) -> list[str]:
     return [line.strip() for line in raw.splitlines() if line.strip()]
 
 
+#: The whole configuration, as JSON, handed by a front-end to the processes it starts (replay jobs,
+#: replay kernels), so that they use exactly its values.
+CONFIG_ENV = "NBTRACK_CONFIG"
+
+
+def to_env(config: NbtrackConfig) -> dict[str, str]:
+    """Environment variables that make :func:`load_config` in a child process return ``config``.
+
+    Example:
+        >>> list(to_env(NbtrackConfig()))
+        ['NBTRACK_CONFIG']
+    """
+    values = {
+        name: getattr(config, name) for name in config.trait_names() if config.trait_metadata(name, "config")
+    }
+    return {CONFIG_ENV: json.dumps(values)}
+
+
 def load_config(parent_config: Any = None) -> NbtrackConfig:
     """Build the config, from a Jupyter/IPython ``Config`` object when one is at hand.
 
@@ -184,6 +202,16 @@ def load_config(parent_config: Any = None) -> NbtrackConfig:
         >>> load_config().git_diff_max_bytes
         1000000
     """
+    raw = os.environ.get(CONFIG_ENV)
+    if raw:
+        # Started by a front-end that passed its whole configuration: that is the configuration.
+        try:
+            values = json.loads(raw)
+        except ValueError:
+            values = None
+        if isinstance(values, dict):
+            known = NbtrackConfig.class_trait_names(config=True)
+            return NbtrackConfig(**{k: v for k, v in values.items() if k in known})
     if parent_config is None:
         return NbtrackConfig()
     return NbtrackConfig(config=parent_config)
