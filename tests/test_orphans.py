@@ -19,7 +19,7 @@ import pytest
 from conftest import all_runs, download_all, git, make_project, snapshot_of, store_client, write_notebook
 
 from nbtrack.cli import main as nbtrack_cli
-from nbtrack.runs.orphans import KILLED_REASON, OWNER_HOST, OWNER_PID, OWNER_STARTED
+from nbtrack.store.orphans import KILLED_REASON, OWNER_HOST, OWNER_PID, OWNER_STARTED
 
 
 class Kernel:

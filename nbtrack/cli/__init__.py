@@ -227,7 +227,7 @@ def _spool_of(store: Any) -> Any:
 
 def _pending_runs(store: Any, rel: str | None, experiment: str | None) -> list[Any]:
     """Runs of the server's local spool not uploaded yet (ended KILLED first when orphaned)."""
-    from nbtrack.runs.orphans import end_orphans_quietly
+    from nbtrack.store.orphans import end_orphans_quietly
 
     spool = _spool_of(store)
     if spool is None or not spool.exists():
@@ -254,7 +254,7 @@ def _resolve(store: Any, run_id: str) -> tuple[Any, str]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from nbtrack.runs.orphans import OWNER_HOST, end_orphans_quietly, hostname
+    from nbtrack.store.orphans import OWNER_HOST, end_orphans_quietly, hostname
 
     store, root, rel = _context(args, args.notebook, missing_ok=True)
     if store is None:
@@ -563,8 +563,8 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from nbtrack.runs.orphans import end_orphans_quietly
     from nbtrack.store.http import unreachable
+    from nbtrack.store.orphans import end_orphans_quietly
     from nbtrack.store.sync import sync
 
     store, _, _ = _context(args)

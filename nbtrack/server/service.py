@@ -21,11 +21,11 @@ from nbtrack import __version__
 from nbtrack.config import NbtrackConfig
 from nbtrack.errors import NotebookError, StoreError, UsageError
 from nbtrack.replay.replayer import ENVS, MODES
-from nbtrack.runs.orphans import end_orphans_quietly
 from nbtrack.server.errors import NotFoundError, OutsideRootError
 from nbtrack.server.jobs import JobManager, ReplaySpec
 from nbtrack.server.stores import StoreResolver, Target
 from nbtrack.store import MlflowStore
+from nbtrack.store.orphans import end_orphans_quietly
 
 T = TypeVar("T")
 

@@ -10,7 +10,6 @@ ends the run FINISHED (or FAILED).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,8 @@ from nbtrack.config import NbtrackConfig
 from nbtrack.errors import UsageError
 from nbtrack.models import SCHEMA_VERSION, Section, Snapshot
 from nbtrack.redact import policy
-from nbtrack.runs.orphans import end_orphans_quietly, owner_tags
+from nbtrack.store.orphans import end_orphans_quietly, owner_tags
+from nbtrack.track.handoff import announce_run, replay_context
 
 if TYPE_CHECKING:
     from nbtrack.capture.notebook import LiveNotebook
@@ -101,18 +101,6 @@ def produced_outputs(before: Section | None, after: Section | None) -> list[dict
         for path in sorted(end)
         if end[path] is not None and end[path] != start.get(path)
     ]
-
-
-def replay_context() -> dict[str, Any]:
-    """What ``nbtrack replay`` tells a kernel it started (``NBTRACK_REPLAY``), else {}."""
-    raw = os.environ.get("NBTRACK_REPLAY")
-    if not raw:
-        return {}
-    try:
-        told = json.loads(raw)
-    except ValueError:
-        return {}
-    return told if isinstance(told, dict) else {}
 
 
 def _now_iso(ts: float | None = None) -> str:
@@ -259,6 +247,7 @@ class Tracker:
             except Exception:
                 self._experiments.pop(key, None)  # e.g. the experiment was deleted meanwhile
                 raise
+            announce_run(run_id, self.runs_started + 1, store.uri)  # in a replay: the replayer's answer
             sections["data"], _ = data_capture.result()
             unreachable = probe.result() if probe is not None else None
         self.runs_started += 1

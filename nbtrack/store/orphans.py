@@ -33,7 +33,7 @@ import socket
 from functools import cache
 from typing import Any
 
-log = logging.getLogger("nbtrack.runs.orphans")
+log = logging.getLogger("nbtrack.store.orphans")
 
 OWNER_HOST = "nbtrack.owner.host"
 OWNER_PID = "nbtrack.owner.pid"
