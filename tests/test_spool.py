@@ -256,7 +256,7 @@ def test_a_failed_upload_keeps_no_credentials_in_the_spool(
     from nbtrack.config import NbtrackConfig
 
     (run,) = Spool.for_server(uri, NbtrackConfig()).pending()
-    assert run.data.tags[LAST_ERROR]
+    assert run.tags[LAST_ERROR]
     files = [p for p in Path(os.environ["NBTRACK_SPOOL_DIR"]).rglob("*") if p.is_file()]
     assert files and not [p for p in files if password.encode() in p.read_bytes()]
     # and `nbtrack sync` says the server is unreachable without echoing it either
