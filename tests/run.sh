@@ -39,11 +39,14 @@ else
   python -m pip install -q -e ".[test]"
 fi
 
-step "lint (ruff, eslint) and types (mypy, tsc)"
-ruff check nbtrack tests
-ruff format --check nbtrack tests
+step "lint (ruff, eslint), types (mypy, tsc) and the package's shape"
+# ruff skips labextension/ when it discovers files (pyproject extend-exclude): name the build hook.
+ruff check nbtrack tests labextension/build_hook.py
+ruff format --check nbtrack tests labextension/build_hook.py
 mypy
 (cd labextension && jlpm lint)
+# Module and function sizes, private imports, mlflow only in the store, the layer arrows (issue 17).
+python tests/check_shape.py
 
 step "tests (pytest)"
 export DVC_NO_ANALYTICS=1
