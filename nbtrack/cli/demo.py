@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbtrack.errors import NbtrackError, UsageError
+
+if TYPE_CHECKING:
+    from nbtrack.runs.service import Runs
 
 EXAMPLE = "quickstart.ipynb"
 
@@ -92,3 +96,30 @@ def run_demo(target: Path, *, say: Callable[[str], None] = print) -> dict[str, A
     say(f"nbtrack demo: executing {EXAMPLE} with papermill (it tracks itself with %track)")
     execute_notebook(target / EXAMPLE, out_dir / EXAMPLE, cwd=target)
     return {"project": str(target), "notebook": EXAMPLE}
+
+
+def cmd_demo(args: argparse.Namespace, runs: Runs) -> int:
+    """``nbtrack demo``: make the project, track its notebook, show the run, replay it."""
+    from nbtrack.cli.reading import locate, show_text
+    from nbtrack.replay.replayer import replay
+    from nbtrack.replay.reports import format_result
+    from nbtrack.runs.rows import run_row
+
+    info = run_demo(args.dir)
+    args.project = Path(info["project"])
+    target = locate(args, runs, str(args.project / info["notebook"]))
+    latest = runs.search(target, max_results=1)
+    if not latest:
+        raise NbtrackError(f"the demo notebook ran but logged no run in {target.display_uri}")
+    found, snap = runs.show(target, latest[0].run_id)
+    run = found.run
+    print()
+    print(show_text(run_row(run), snap, found.store.run_url(run)))
+    print()
+    print(f"nbtrack demo: replaying run {run.run_id} in an isolated workspace (nbtrack replay {run.run_id})")
+    result = replay(run.run_id, tracking_uri=target.uri, project=target.project, progress_bar=True)
+    print()
+    print(format_result(result.to_dict()))
+    print()
+    print(f"list the project's runs:  cd {target.project} && nbtrack runs")
+    return result.exit_code

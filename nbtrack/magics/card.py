@@ -16,66 +16,62 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbtrack.capture.render import RunCard, diff_html
 from nbtrack.errors import NbtrackError, RunNotFoundError, SnapshotError, UsageError
+from nbtrack.runs.listing import previous_run_id
 from nbtrack.track.tracker import run_flags
+
+if TYPE_CHECKING:
+    from nbtrack.runs.service import Runs, Target
 
 log = logging.getLogger("nbtrack.magics.card")
 
 
-def stored_summary(store: Any, run_id: str) -> dict[str, Any]:
-    """The card's content for a run read back from the store (``%track show RUN_ID``).
+def stored_summary(runs: Runs, target: Target, run_id: str) -> tuple[dict[str, Any], Any]:
+    """The card's content for a run read back from the store (``%track show RUN_ID``), and the store
+    that holds it.
+
+    ``run_id`` is a full id, a unique prefix of one (>= 6 characters, as the card shows it), or the
+    id of a run of the local spool (the card showed it before the upload): the runs service resolves it.
 
     Raises:
-        UsageError: no run with that id in this store.
-    """
-    from nbtrack.config import load_config
-    from nbtrack.store.spool import resolve_run
+        UsageError: no run with that id in this store, or a prefix that matches several runs.
 
+    Example:
+        >>> summary, store = stored_summary(runs, runs.locate(cwd=Path.cwd()), "3f2a9c")  # doctest: +SKIP
+        >>> summary["run_name"]  # doctest: +SKIP
+        'baseline'
+    """
     try:
-        # A spool id (the card showed it before the upload) finds the server copy, or the spool's.
-        store, run_id, _ = resolve_run(store, run_id, load_config())
-        run = store.get_run(run_id)
+        found = runs.resolve(target, run_id)
     except RunNotFoundError as exc:
         raise UsageError(
-            f"no run {run_id!r} in {store.display_uri}; copy the id from a run card or list the "
+            f"no run {run_id!r} in {target.display_uri}; copy the id from a run card or list the "
             "runs with `nbtrack runs`"
         ) from exc
+    run, store = found.run, found.store
     unreadable = ""
     try:
-        snapshot = store.load_snapshot(run_id)
+        snapshot = store.load_snapshot(run.run_id)
     except SnapshotError as exc:
         snapshot = None  # shown with what MLflow has, and why the snapshot is not there
         unreadable = str(exc)
-    info = run.info
-    ended = info.end_time and info.start_time
-    return {
-        "run_id": info.run_id,
-        "run_name": info.run_name,
-        "experiment": (snapshot.run.get("experiment") if snapshot else None) or info.experiment_id,
-        "status": info.status,
-        "duration_s": (info.end_time - info.start_time) / 1000 if ended else None,
+    duration = (run.end_time - run.start_time) / 1000 if run.end_time and run.start_time else None
+    summary = {
+        "run_id": run.run_id,
+        "run_name": run.name,
+        "experiment": (snapshot.run.get("experiment") if snapshot else None) or run.experiment_id,
+        "status": run.status,
+        "duration_s": duration,
         "metrics": dict(run.metrics),
         "flags": run_flags(snapshot.sections) if snapshot else [unreadable],
         "view": store.run_url(run),
         "notebook": run.tags.get("mlflow.source.name"),
         "notebook_path": snapshot.section("notebook").data.get("path") if snapshot else None,
     }
-
-
-def previous_run_id(store: Any, run_id: str, notebook: str) -> str | None:
-    """The run of ``notebook`` that started right before ``run_id``, if any."""
-    for page in (2, 1000):  # the card is usually the newest run: two runs answer
-        runs, _ = store.search_runs(notebook=notebook, max_results=page)
-        ids = [r.run_id for r in runs]
-        if run_id in ids:
-            after = ids.index(run_id) + 1
-            return ids[after] if after < len(ids) else None
-        if len(ids) < page:
-            return None
-    return None
+    return summary, store
 
 
 class RunCardWidget:

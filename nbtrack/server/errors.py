@@ -3,9 +3,12 @@
 ::
 
     OutsideRootError (UsageError)     403  a path, or a run's recorded notebook, outside the server root
-    UsageError, ConfigError           400  a parameter or the body is missing or malformed
+    UsageError, ConfigError           400  a parameter or the body is missing or malformed, or a run
+                                           id prefix matches several runs (the message names them)
     RunNotFoundError                  404  no such run in the store the request resolves to
     NotFoundError                     404  no such job, or the run lacks the artifact asked for
+    PendingUploadError (StoreError)   409  the run is still in the local spool (diff with a server run,
+                                           replay): `nbtrack sync` uploads it
     StoreError                        502  the MLflow store failed or cannot be reached
     SnapshotError, CannotReplay       409  the run exists but has no usable snapshot / cannot be replayed
     TooManyJobsError                  429  too many replays queued, or the server is stopping
@@ -33,6 +36,7 @@ from nbtrack.errors import (
     StoreError,
     UsageError,
 )
+from nbtrack.runs.service import PendingUploadError
 
 
 class OutsideRootError(UsageError):
@@ -53,6 +57,7 @@ STATUS: tuple[tuple[type[NbtrackError], int], ...] = (
     (RunNotFoundError, 404),
     (NotFoundError, 404),
     (TooManyJobsError, 429),
+    (PendingUploadError, 409),
     (StoreError, 502),
     (UsageError, 400),
     (ConfigError, 400),

@@ -112,7 +112,8 @@ class RunsHandler(NbtrackHandler):
 
 
 class RunHandler(NbtrackHandler):
-    """``GET /nbtrack/runs/{run_id}``: the run's row and snapshot summary."""
+    """``GET /nbtrack/runs/{run_id}``: the run's row and snapshot summary (by id, unique prefix, or
+    the id of a run pending in the local spool)."""
 
     @tornado.web.authenticated
     @authorized

@@ -19,17 +19,17 @@ from typing import Any, TypeVar
 
 from nbtrack import __version__
 from nbtrack.config import NbtrackConfig
-from nbtrack.errors import NotebookError, StoreError, UsageError
+from nbtrack.errors import NotebookError, UsageError
 from nbtrack.replay.replayer import ENVS, MODES
+from nbtrack.runs.ids import FULL_LENGTH, MIN_PREFIX, Found
+from nbtrack.runs.service import Runs, Target
 from nbtrack.server.errors import NotFoundError, OutsideRootError
 from nbtrack.server.jobs import JobManager, ReplaySpec
-from nbtrack.server.stores import StoreResolver, Target
-from nbtrack.store import MlflowStore
-from nbtrack.store.orphans import end_orphans_quietly
+from nbtrack.server.stores import StoreResolver
 
 T = TypeVar("T")
 
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(rf"^[0-9a-fA-F]{{{MIN_PREFIX},{FULL_LENGTH}}}$")
 #: ``kind`` of ``GET /nbtrack/runs/{id}/notebook`` -> artifact under ``nbtrack/`` (replay: see below).
 NOTEBOOK_ARTIFACTS = {
     "live": "notebook.live.ipynb",
@@ -42,9 +42,18 @@ _REPLAY_FIELDS = ("mode", "environment", "parameters")
 
 
 def check_run_id(run_id: str, what: str = "run id") -> str:
-    """``run_id`` when it looks like an MLflow run id (32 hex digits), else a :class:`UsageError`."""
+    """``run_id`` when it looks like an MLflow run id or a prefix of one (6 to 32 hex digits), else a
+    :class:`UsageError`.
+
+    Example:
+        >>> check_run_id("3f2a9c")
+        '3f2a9c'
+    """
     if not _RUN_ID.match(run_id or ""):
-        raise UsageError(f"{what} {run_id!r} is not an MLflow run id (32 hexadecimal digits)")
+        raise UsageError(
+            f"{what} {run_id!r} is not a run id or a prefix of one "
+            f"({MIN_PREFIX} to {FULL_LENGTH} hexadecimal digits)"
+        )
     return run_id
 
 
@@ -72,11 +81,6 @@ def replay_options(body: Any) -> tuple[str, str, dict[str, Any]]:
     return mode, env, parameters
 
 
-def _invalid_parameter(exc: StoreError) -> bool:
-    """Whether MLflow refused a request parameter (a malformed page token) rather than failed."""
-    return getattr(exc.__cause__, "error_code", None) == "INVALID_PARAMETER_VALUE"
-
-
 class NbtrackService:
     """The panel's verbs over one server root and one configuration.
 
@@ -96,8 +100,11 @@ class NbtrackService:
     ) -> None:
         self.config = config
         self.log = log or logging.getLogger("nbtrack.server")
-        self.resolver = StoreResolver(root_dir, config)
-        self.jobs = JobManager(max_running=config.max_replays, timeout=config.replay_timeout, log=self.log)
+        self.runs = Runs(config)
+        self.resolver = StoreResolver(root_dir, self.runs)
+        self.jobs = JobManager(
+            max_running=config.max_replays, timeout=config.replay_timeout, log=self.log, config=config
+        )
         self._notary = notary
         # Our own pool: a slow MLflow server must not starve the threads jupyter_server itself uses.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbtrack")
@@ -115,11 +122,15 @@ class NbtrackService:
             return target.display_uri.rstrip("/")
         return None
 
-    def _run_url(self, store: MlflowStore, run: Any) -> str | None:
+    def _run_url(self, found: Found) -> str | None:
+        """The run in the MLflow UI; none while the run is still in the local spool."""
+        run = found.run
+        if found.pending:
+            return None
         if self.config.mlflow_ui_url:
             base = str(self.config.mlflow_ui_url).rstrip("/")
             return f"{base}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
-        return store.run_url(run) if store.is_server else None
+        return str(found.store.run_url(run)) if found.store.is_server else None
 
     # --- the verbs (blocking: call them through :meth:`call`) --------------------------------------
     def info(self, notebook: str | None) -> dict[str, Any]:
@@ -139,71 +150,41 @@ class NbtrackService:
     def list_runs(
         self, notebook: str | None, experiment: str | None, max_results: int, page_token: str | None
     ) -> dict[str, Any]:
-        """One page of runs, newest first, filtered and paged by MLflow (never a scan)."""
-        from nbtrack.runs.rows import run_row
-
+        """One page of runs, newest first, filtered and paged by MLflow (never a scan); the first
+        page starts with the local spool's pending runs."""
         target = self.resolver.target(notebook)
-        page: dict[str, Any] = {
-            "runs": [],
-            "next_page_token": None,
+        page = self.runs.list_runs(
+            target,
+            experiment=experiment or None,
+            max_results=max_results,
+            page_token=page_token or None,
+            by="the JupyterLab panel",
+        )
+        reply: dict[str, Any] = {
+            "runs": page.rows,
+            "next_page_token": page.next_page_token,
             "store": target.display_uri,
             "notebook": target.notebook,
         }
-        if target.store is None:  # no run was ever tracked here: nothing to list, nothing created
-            return page
-        pending = [] if page_token else self._pending(target)
-        try:
-            if not page_token:  # first page: runs whose kernel died on this host are ended KILLED first
-                end_orphans_quietly(target.store, by="the JupyterLab panel")
-            runs, token = target.store.search_runs(
-                notebook=target.notebook,
-                experiment=experiment or None,
-                max_results=max_results,
-                page_token=page_token or None,
-            )
-        except StoreError as exc:
-            if page_token and _invalid_parameter(exc):
-                raise UsageError(
-                    f"page_token {page_token[:40]!r} is not a page of this listing; list again without it"
-                ) from exc
-            if not pending:
-                raise
-            # The server is down: the runs waiting for it in the local spool are still listed.
-            page.update(runs=[run_row(run) for run in pending], warning=str(exc))
-            return page
-        page["runs"] = [run_row(run) for run in pending + list(runs)]
-        if isinstance(token, bytes):  # MLflow's SQL store hands out its base64 token as bytes
-            token = token.decode("ascii")
-        page["next_page_token"] = token or None
-        return page
-
-    def _pending(self, target: Any) -> list[Any]:
-        """Runs of this notebook still in the local spool of the tracking server (first page only)."""
-        from nbtrack.store.spool import Spool
-
-        spool = Spool.of_store(target.store, self.config)
-        if spool is None:
-            return []
-        return [r for r in spool.pending() if r.tags.get("mlflow.source.name") == target.notebook]
+        if page.warning is not None:
+            reply["warning"] = page.warning
+        return reply
 
     def run_detail(self, run_id: str, notebook: str | None) -> dict[str, Any]:
+        """The ``RunDetail`` of a run: a full id, a prefix, or a spool id (pending runs too)."""
         from nbtrack.server.summary import run_detail
 
         check_run_id(run_id)
-        store = self.resolver.target(notebook).require_store(run_id)
-        run = store.get_run(run_id)
-        snap = store.load_snapshot(run_id)
-        return run_detail(run, snap, store.list_artifacts(run_id), self._run_url(store, run))
+        found, snap = self.runs.show(self.resolver.target(notebook), run_id)
+        artifacts = found.store.list_artifacts(found.run_id)
+        return run_detail(found.run, snap, artifacts, self._run_url(found))
 
     def diff(self, a: str | None, b: str | None, notebook: str | None) -> dict[str, Any]:
-        from nbtrack.runs.diff import diff_runs
-
         if not a or not b:
             raise UsageError("give both runs to compare: /nbtrack/diff?a=RUN_ID&b=RUN_ID")
         check_run_id(a, "a:")
         check_run_id(b, "b:")
-        store = self.resolver.target(notebook).require_store(a)
-        return diff_runs(store, a, b)
+        return self.runs.diff(self.resolver.target(notebook), a, b)
 
     def recorded_notebook(self, run_id: str, notebook: str | None, kind: str) -> tuple[str, str, Any]:
         """The file name to suggest, the kind found, and the notebook (an nbformat node, untrusted)."""
@@ -212,8 +193,8 @@ class NbtrackService:
         check_run_id(run_id)
         if kind not in NOTEBOOK_KINDS:
             raise UsageError(f"kind {kind!r}: use one of {', '.join(NOTEBOOK_KINDS)}")
-        store = self.resolver.target(notebook).require_store(run_id)
-        run = store.get_run(run_id)
+        resolved = self.runs.resolve(self.resolver.target(notebook), run_id)
+        store, run, run_id = resolved.store, resolved.run, resolved.run_id
         source_id, text, found = run_id, None, kind
         if kind == "replay":
             source_id, text = self._replay_output(store, run)
@@ -239,7 +220,7 @@ class NbtrackService:
         suffix = {"live": ".live", "history": ".history"}.get(found, "")
         return f"{stem}.{label}{suffix}.ipynb", found, nb
 
-    def _replay_output(self, store: MlflowStore, run: Any) -> tuple[str, str | None]:
+    def _replay_output(self, store: Any, run: Any) -> tuple[str, str | None]:
         """A replay run's executed notebook; for an original run, that of its newest replay."""
         run_id = run.run_id
         if "nbtrack.replay_of" in run.tags:
@@ -269,8 +250,9 @@ class NbtrackService:
         check_run_id(run_id)
         mode, env, parameters = replay_options(body)
         target = self.resolver.target(notebook)
-        store = target.require_store(run_id)
-        snap = store.load_snapshot(run_id)  # RunNotFoundError first, then SnapshotError
+        found = self.runs.on_server(target, run_id, "replay")  # RunNotFoundError first
+        run_id, store = found.run_id, found.store
+        snap = store.load_snapshot(run_id)  # then SnapshotError
         recorded_notebook = snap.section("notebook").data.get("path")
         recorded_project = snap.run.get("project_root")
         place = recorded_notebook or recorded_project
@@ -288,7 +270,7 @@ class NbtrackService:
         project = Path(recorded_project) if recorded_project and Path(recorded_project).is_dir() else None
         return ReplaySpec(
             run_id=run_id,
-            project=project or target.project,
+            project=project or target.project or self.resolver.root,
             tracking_uri=store.uri,
             mode=mode,
             env=env,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbtrack.models import Snapshot
+from nbtrack.models import RunRecord, Snapshot
 from nbtrack.redact import strip_url_credentials
 from nbtrack.runs.rows import run_row
 
@@ -91,7 +91,9 @@ def notebook_summary(snap: Snapshot) -> dict[str, Any]:
     return {"status": section.status, "reason": section.reason, **summary}
 
 
-def run_detail(run: Any, snap: Snapshot, artifacts: list[str], mlflow_url: str | None) -> dict[str, Any]:
+def run_detail(
+    run: RunRecord, snap: Snapshot, artifacts: list[str], mlflow_url: str | None
+) -> dict[str, Any]:
     """The ``RunDetail`` document of ``GET /nbtrack/runs/{run_id}``.
 
     Example:

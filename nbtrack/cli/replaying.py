@@ -1,0 +1,167 @@
+"""``nbtrack replay``: one run (by id or unique prefix), or a batch of an experiment's runs.
+
+Exit codes: 0 reproduced, 1 diverged, 2 failed to execute, 3 cannot replay (a batch: the worst).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from nbtrack.errors import CannotReplay, RunNotFoundError, UsageError
+from nbtrack.runs.service import Runs, Target
+
+
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} {item!r}: write it as NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def _replay_options(args: argparse.Namespace) -> dict[str, Any]:
+    from nbtrack.replay.replayer import parse_value
+
+    tolerances = {}
+    for name, value in _pairs(args.metric_tolerance, "--metric-tolerance").items():
+        try:
+            tolerances[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--metric-tolerance {name}={value}: the tolerance must be a number") from None
+    return {
+        "parameters": {name: parse_value(value) for name, value in args.parameters},
+        "mode": args.mode,
+        "env": args.env,
+        "tolerance": args.tolerance,
+        "metric_tolerances": tolerances,
+        "keep_workspace": args.keep_workspace,
+        "kernel_name": args.kernel,
+        "workspace_dir": args.workspace_dir,
+    }
+
+
+def _batch_argv(args: argparse.Namespace, target: Target, run_id: str) -> list[str]:
+    """The command line replaying one run of a batch in its own process.
+
+    The configuration (tracking URI included, which may hold credentials) goes through the
+    environment (:func:`nbtrack.config.to_env`), never the command line.
+    """
+    argv = [sys.executable, "-m", "nbtrack.cli", "--project", str(target.project)]
+    argv += ["replay", run_id, "--json", "--mode", args.mode, "--env", args.env]
+    for name, value in args.parameters:
+        argv += ["-p", name, value]
+    if args.tolerance is not None:
+        argv += ["--tolerance", str(args.tolerance)]
+    for item in args.metric_tolerance:
+        argv += ["--metric-tolerance", item]
+    if args.kernel:
+        argv += ["--kernel", args.kernel]
+    if args.keep_workspace:
+        argv.append("--keep-workspace")
+    if args.workspace_dir:
+        argv += ["--workspace-dir", str(args.workspace_dir)]
+    return argv
+
+
+def _replay_one_process(args: argparse.Namespace, runs: Runs, target: Target, run: Any) -> dict[str, Any]:
+    """Replay one run of a batch in its own process; its result (CANNOT_REPLAY when it crashed)."""
+    import subprocess
+
+    from nbtrack.config import to_env
+
+    env = {**os.environ, **to_env(runs.config)}
+    proc = subprocess.run(
+        _batch_argv(args, target, run.run_id), capture_output=True, text=True, check=False, env=env
+    )
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except ValueError:
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        result = {
+            "run_id": run.run_id,
+            "run_name": run.name,
+            "verdict": "CANNOT_REPLAY",
+            "exit_code": 3,
+            "message": f"the replay process failed: {last}",
+        }
+    print(
+        f"  {result['verdict']:<13} {run.run_id} ({run.name}): {result.get('message', '')}", file=sys.stderr
+    )
+    return result
+
+
+def _replay_batch(args: argparse.Namespace, runs: Runs) -> list[dict[str, Any]]:
+    """Every matching run, each replayed in its own process (``--jobs`` at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nbtrack.cli.reading import locate
+
+    target = locate(args, runs)
+    found = runs.search(
+        target, experiment=args.experiment, tags=_pairs(args.tag, "--tag"), max_results=args.max
+    )
+    found = [r for r in found if "nbtrack.replay_of" not in r.tags]  # replays are not replayed again
+    if not found:
+        tags = f" tagged {', '.join(args.tag)}" if args.tag else ""
+        raise CannotReplay(
+            f"no runs of experiment {args.experiment!r}{tags} to replay in {target.display_uri}"
+        )
+    print(f"nbtrack replay: {len(found)} run(s) of {args.experiment}, {args.jobs} at once", file=sys.stderr)
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        return list(pool.map(lambda run: _replay_one_process(args, runs, target, run), found))
+
+
+def cmd_replay(args: argparse.Namespace, runs: Runs) -> int:
+    from nbtrack.cli.reading import locate, resolve
+
+    if bool(args.run_id) == bool(args.experiment):
+        raise UsageError("give a RUN_ID, or --experiment NAME to replay a batch (not both)")
+    if args.tag and not args.experiment:
+        raise UsageError("--tag selects runs of a batch; use it with --experiment")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1")
+    options = _replay_options(args)
+    if args.experiment:
+        return _report(args, _replay_batch(args, runs))
+    from nbtrack.replay.replayer import replay
+
+    target = locate(args, runs, missing_ok=True)
+    if target.store is None:
+        return _report(args, [_cannot(args.run_id, f"no nbtrack store in {target.project}")])
+    try:
+        run_id = runs.on_server(target, resolve(runs, target, args.run_id), "replay").run_id
+    except RunNotFoundError:
+        run_id = args.run_id  # replay() reports it: CANNOT_REPLAY, exit 3
+    result = replay(
+        run_id, tracking_uri=target.uri, project=target.project, progress_bar=not args.json, **options
+    )
+    return _report(args, [result.to_dict()])
+
+
+def _cannot(run_id: str, why: str) -> dict[str, Any]:
+    """The result of a replay that could not start."""
+    return {
+        "run_id": run_id,
+        "verdict": "CANNOT_REPLAY",
+        "exit_code": CannotReplay.exit_code,
+        "message": f"run {run_id}: {why}; pass --project DIR or --tracking-uri URI, and list runs with "
+        "`nbtrack runs`",
+    }
+
+
+def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
+    """Print replay results (text or JSON), write the reports asked for; the exit code."""
+    from nbtrack.replay.reports import format_result, write_reports
+
+    write_reports(results, junit=args.junit, html=args.html)
+    if args.json:
+        print(json.dumps(results if args.experiment else results[0], indent=1, default=str))
+    else:
+        print("\n\n".join(format_result(r) for r in results))
+    return max(int(r["exit_code"]) for r in results)
