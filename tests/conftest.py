@@ -25,14 +25,19 @@ __all__ = ["dvc", "git"]
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No tracking URI or experiment from the machine leaks into a test."""
+    """No tracking URI, experiment or config file from the machine leaks into a test (every front-end
+    reads the Jupyter config folders and the IPython profile)."""
     for name in (
         "MLFLOW_TRACKING_URI",
         "NBTRACK_TRACKING_URI",
         "MLFLOW_EXPERIMENT_NAME",
         "NBTRACK_EXPERIMENT",
+        "NBTRACK_CONFIG",
+        "JUPYTER_CONFIG_PATH",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("NBTRACK_SPOOL_DIR", str(tmp_path / "spool"))  # runs bound for a server
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")

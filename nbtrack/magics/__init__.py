@@ -192,15 +192,27 @@ class TrackMagics(Magics):  # type: ignore[misc]
         return stop_and_tell(self.tracker, self.frontend, status)
 
     def _show_run(self, run_id: str | None) -> None:
+        from pathlib import Path
+
         from nbtrack.magics.card import stored_summary
+        from nbtrack.runs.service import Runs
 
         if run_id is None:
             if self.tracker.last is None:
                 raise UsageError("no run has ended in this kernel yet; give its id: %track show RUN_ID")
             self._show_card(self.tracker.last, self.tracker.last_store)
             return
-        store = self.tracker.store_here(self.frontend.notebook_path())
-        self._show_card(stored_summary(store, run_id), store)
+        runs = Runs(self.tracker.config)
+        active = self.tracker.active
+        # The store this kernel tracks into (a spool's store stands for its server), else the
+        # project's, found from the notebook's folder (never created by looking).
+        store = active.store if active is not None else self.tracker.last_store
+        if store is not None:
+            target = runs.target_of(store)
+        else:
+            target = runs.locate(notebook=self.frontend.notebook_path(), cwd=Path.cwd())
+        summary, holder = stored_summary(runs, target, run_id)
+        self._show_card(summary, holder)
 
     def _show_card(self, summary: dict[str, Any], store: Any = None) -> None:
         from nbtrack.magics.card import run_card
@@ -256,7 +268,7 @@ def load(ipython: Any) -> None:
     panel (idempotent)."""
     if getattr(ipython, _TRACKER_ATTR, None) is not None:
         return
-    tracker = Tracker(ipython, load_config(getattr(ipython, "config", None)))
+    tracker = Tracker(ipython, load_config(shell=ipython))
     frontend = Frontend(tracker)
     magics = TrackMagics(ipython, tracker, frontend)
     ipython.register_magics(magics)

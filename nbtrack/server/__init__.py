@@ -3,11 +3,14 @@
 Enabled by ``etc/jupyter/jupyter_server_config.d/nbtrack.json`` (installed with the package) or
 ``jupyter server extension enable nbtrack``. Loading it registers the handlers and the service; it
 imports neither mlflow, dvc nor papermill (the first request that needs MLflow does, in a worker
-thread). Configure it like every nbtrack front-end, in ``jupyter_server_config.py``::
+thread). Configure it like every nbtrack front-end (:mod:`nbtrack.config`: the kernels and the CLI
+read the same files), e.g. in ``jupyter_server_config.py``::
 
     c.NbtrackConfig.tracking_uri = "http://mlflow.example.com"
     c.NbtrackConfig.max_replays = 2
     c.NbtrackConfig.replay_timeout = 1800
+
+The configuration is built once, when the extension loads; every replay job gets it whole.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from nbtrack.server.handlers import route_table
     from nbtrack.server.service import NbtrackService
 
+    # The server's own config (its command line, the config it was made with) over the shared files.
     config = load_config(serverapp.config)
     from nbtrack.store.http import bound_process
 

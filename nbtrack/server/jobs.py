@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbtrack.config import NbtrackConfig, load_config, to_env
 from nbtrack.server.errors import NotFoundError, TooManyJobsError
 
 # The result line carries the whole replay result (cell diffs, package drift): far over asyncio's
@@ -33,7 +34,7 @@ _LINE_LIMIT = 64 * 1024 * 1024
 
 @dataclass
 class ReplaySpec:
-    """What to replay, where, and how (the replay job's command line)."""
+    """What to replay, where, and how (the replay job's command line; the store, in its environment)."""
 
     run_id: str
     project: Path
@@ -43,7 +44,7 @@ class ReplaySpec:
     parameters: dict[str, Any] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
-        """The command; the tracking URI travels in the environment (it may carry credentials)."""
+        """The command; the store's URI travels in the environment (it may carry credentials)."""
         return [
             sys.executable,
             "-m",
@@ -118,7 +119,7 @@ class JobManager:
     """Starts, limits, times out and forgets replay jobs.
 
     Example:
-        >>> jobs = JobManager(max_running=2, timeout=1800)  # doctest: +SKIP
+        >>> jobs = JobManager(max_running=2, timeout=1800, config=service.config)  # doctest: +SKIP
         >>> job = jobs.submit(ReplaySpec(run_id, project, store.uri))  # doctest: +SKIP
         >>> jobs.get(job.job_id).state  # doctest: +SKIP
         'running'
@@ -132,7 +133,10 @@ class JobManager:
         keep: int = 100,
         grace: float = 10.0,
         log: logging.Logger | None = None,
+        config: NbtrackConfig | None = None,
     ) -> None:
+        """``config`` is the server's, handed whole to every job (None: :func:`load_config`)."""
+        self.config = config if config is not None else load_config()
         self.max_running = max(1, max_running)
         self.timeout = timeout
         self.keep = keep
@@ -193,7 +197,9 @@ class JobManager:
         spec = job.spec
         env = {
             **os.environ,
-            "NBTRACK_TRACKING_URI": spec.tracking_uri,
+            # The server's whole configuration, naming the store the run is in (the replay, and the
+            # kernel it starts, use both): the environment, not argv, and never the job's status.
+            **to_env(self.config, tracking_uri=spec.tracking_uri),
             "NBTRACK_PARENT_PID": str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }

@@ -8,9 +8,12 @@ which carries only JSON lines::
     {"event": "result", "result": {... ReplayResult.to_dict() ...}, "report": "REPRODUCED  run ..."}
     {"event": "error", "error": "UsageError", "message": "...", "exit_code": 64}
 
-The tracking URI comes from ``--tracking-uri`` or ``NBTRACK_TRACKING_URI`` (how the server passes
-it, off the command line, as it may carry credentials). Everything else the replay prints, down to
-what a library writes on file descriptor 1, goes to stderr. The process exits with the verdict's
+The configuration is the server's whole one, naming the store the run is in, in ``NBTRACK_CONFIG``
+(:func:`nbtrack.config.to_env`: off the command line, as the tracking URI may carry credentials);
+started by hand, the job loads its own (:func:`nbtrack.config.load_config`), ``--tracking-uri``
+over it. Either way it builds it once and hands that same configuration on, through
+``NBTRACK_CONFIG``, to the replay and the processes it starts. Everything else the replay prints,
+down to what a library writes on file descriptor 1, goes to stderr. The process exits with the verdict's
 code (0-3), stops cleanly on SIGTERM (kernel shut down, workspace removed), and stops on its own
 when the server that started it dies.
 """
@@ -33,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nbtrack.server.replay_job", description=__doc__)
     parser.add_argument("run_id")
     parser.add_argument("--project", type=Path, required=True, help="the project the run belongs to")
-    parser.add_argument("--tracking-uri", help="default: NBTRACK_TRACKING_URI, else the embedded store")
+    parser.add_argument("--tracking-uri", help="default: the configuration's, else the embedded store")
     parser.add_argument("--mode", default="auto")
     parser.add_argument("--env", default="current")
     parser.add_argument("--parameters", default="{}", help="overrides, a JSON object")
@@ -78,6 +81,14 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="nbtrack-parent-watch", daemon=True).start()
 
 
+def _hand_on_config(tracking_uri: str | None) -> None:
+    """Build the job's configuration once and put it where the replay and its kernel read it."""
+    from nbtrack.config import load_config, to_env
+
+    changes = {"tracking_uri": tracking_uri} if tracking_uri else {}
+    os.environ.update(to_env(load_config(), **changes))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     emit = _Emitter(_stdout_for_events())
@@ -95,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     from nbtrack.replay.replayer import replay
     from nbtrack.replay.reports import format_result
 
+    _hand_on_config(args.tracking_uri)
+
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
         emit("stage", message=line)
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parameters,
             mode=args.mode,
             env=args.env,
-            tracking_uri=args.tracking_uri or os.environ.get("NBTRACK_TRACKING_URI") or None,
+            tracking_uri=args.tracking_uri or None,
             project=args.project,
             on_progress=lambda done, total: emit("progress", done=done, total=total),
             say=say,
