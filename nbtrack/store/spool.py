@@ -17,6 +17,7 @@ duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -107,8 +108,16 @@ class Spool:
     # --- reading ---------------------------------------------------------------------------------
     def runs(self, *, states: tuple[str, ...] = (PENDING,), max_results: int = 1000) -> list[RunRecord]:
         """Spool runs in one of ``states`` (any status), newest first; [] when there is no spool."""
-        if not self.exists():
+        if not self.exists() or not states:
             return []
+        from nbtrack.store.read_sqlite import Filter, SqliteReader, Unsupported
+
+        reader: SqliteReader | None = self.store.reader
+        if reader is not None:  # the spool is an embedded store: read without importing MLflow
+            one = Filter("tag", SYNC_STATE, "=", states[0]) if len(states) == 1 else None
+            with contextlib.suppress(Unsupported):
+                runs, _ = reader.search_runs([one or Filter("tag", SYNC_STATE, "IN", states)], max_results)
+                return runs
         from mlflow.entities import ViewType
 
         from nbtrack.store.mlflow_store import to_record
@@ -142,6 +151,16 @@ class Spool:
         """The spool run with this id, or None."""
         if not self.exists():
             return None
+        from nbtrack.store.read_sqlite import ReadMiss, SqliteReader, Unsupported
+
+        reader: SqliteReader | None = self.store.reader
+        if reader is not None:
+            try:
+                return reader.get_run(run_id)
+            except ReadMiss:
+                return None
+            except Unsupported:
+                pass  # MLflow answers
         from nbtrack.store.mlflow_store import to_record
 
         try:

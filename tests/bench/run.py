@@ -19,6 +19,9 @@ Groups, each run in a fresh interpreter of its own:
 - ``data-many``: data capture on 100,000 files vs ``dvc status``, target <= 0.2x (bench_data.py);
 - ``runs``: the first page of 10,000 runs (CLI and panel API) vs MLflow's ``search_runs``, target
   <= 0.5 s; start+stop with the 10,000 runs in the store vs an empty store (bench_runs.py);
+- ``cli``: ``nbtrack runs`` / ``nbtrack show`` (a run, an unknown id) as fresh processes on the
+  ``runs`` store vs a fresh ``python -c`` doing ``MlflowClient.search_runs``, target <= 1 s each
+  (bench_cli.py);
 - ``remote``: ``%track stop`` against a real ``mlflow server``, time beyond the snapshot, target
   <= 20 ms (bench_remote.py);
 - ``replay``: ``nbtrack replay`` vs bare papermill, data restore vs copy (bench_replay.py).
@@ -41,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_cli
 import bench_data
 import bench_remote
 import bench_replay
@@ -49,7 +53,7 @@ import bench_track
 import fixtures
 from common import FULL, QUICK, Sizes, failed_row, in_child, machine_facts, markdown, table, write_report
 
-GROUPS = ("track", "data-main", "data-many", "runs", "remote", "replay")
+GROUPS = ("track", "data-main", "data-many", "runs", "cli", "remote", "replay")
 
 
 def _plan(
@@ -65,6 +69,7 @@ def _plan(
         ),
         "data-many": (lambda: fixtures.data_project(cache, sizes.many_files, 1), bench_data.measure_many, ()),
         "runs": (lambda: fixtures.runs_store(cache, sizes.runs, sizes.notebooks), bench_runs.measure, ()),
+        "cli": (lambda: fixtures.runs_store(cache, sizes.runs, sizes.notebooks), bench_cli.measure, ()),
         "remote": (lambda: fixtures.small_project(cache, sizes.notebooks), bench_remote.measure, (profile,)),
         "replay": (lambda: fixtures.replay_project(cache, sizes.big_mib), bench_replay.measure, ()),
     }
