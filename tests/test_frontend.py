@@ -267,7 +267,8 @@ def test_the_panel_path_and_live_content_are_recorded(
         assert live_info["cell_id"] == ids[3]
         assert live_info["differs_from_saved"] is True
         assert live_info["differences"] == ["1 cell(s) edited but not saved"]
-        assert run.data.tags["nbtrack.notebook.unsaved"] == "true"
+        # (a snapshot fact; no longer the tag nbtrack.notebook.unsaved)
+        assert live_info["unsaved_edits"] is True
         # And the run card says so
         (card,) = displays(stopped)
         assert WIDGET_VIEW in card

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from nbtrack.capture.folders import folder_hash
 from nbtrack.capture.locate import nearest_ancestor
 from nbtrack.errors import CaptureError
 from nbtrack.redact import Redactor, policy
+from nbtrack.tags import DATASET_INPUT as INPUT
+from nbtrack.tags import DATASET_OUTPUT as OUTPUT
 
 STATUSES = ("clean", "modified", "missing", "unknown")
 # Keys whose values DVC needs as strings; plain YAML scalars there may parse as int or float.
@@ -85,33 +88,38 @@ def find_dvc_root(start: Path) -> Path | None:
     return nearest_ancestor(start, lambda f: (f / ".dvc").is_dir())
 
 
-def dataset_inputs(section_data: dict[str, Any]) -> list[dict[str, str]]:
-    """MLflow dataset inputs for a data section's outputs; the digest is DVC's recorded hash.
+def dataset_inputs(
+    section_data: dict[str, Any], *, context: str = INPUT, paths: Collection[str] | None = None
+) -> list[dict[str, str]]:
+    """MLflow datasets for a data section's DVC outputs (all, or those at ``paths``).
+
+    ``context`` is MLflow's ``mlflow.data.context``: ``input`` for the data in the workspace at start
+    (nbtrack cannot tell training from evaluation data, so it claims neither), ``output`` for what the
+    run wrote. The digest is the DVC hash (of the new content, for an output); the source type
+    ``dvc``; the source JSON, its ``uri`` ``dvc://<remote, else project>/<path>``.
 
     Example:
-        >>> data = {"outputs": [{"path": "a.csv", "hash": "ab" * 16}], "remote": None}
-        >>> dataset_inputs(data)[0]["digest"]
-        'abababababababababababababababab'
+        >>> data = {"outputs": [{"path": "a.csv", "hash": "ab" * 16}], "remote": None, "root": "/p/churn"}
+        >>> (found,) = dataset_inputs(data)
+        >>> found["digest"], found["context"], json.loads(found["source"])["uri"]
+        ('abababababababababababababababab', 'input', 'dvc://churn/a.csv')
     """
     default = section_data.get("remote") or {}
     remotes = section_data.get("remotes") or {}
+    project = Path(str(section_data.get("root") or "project")).name
     inputs = []
-    for out in section_data.get("outputs") or []:
-        name = out.get("remote")  # an output may name its own remote in its .dvc file / dvc.yaml
-        source = {
-            "path": out["path"],
-            "hash": out["hash"],
-            "hash_name": out.get("hash_name"),
-            "remote": name or default.get("name"),
-            "url": remotes.get(name) if name else default.get("url"),
-            "status": out.get("status"),
-        }
+    for out in (o for o in section_data.get("outputs") or [] if paths is None or o["path"] in paths):
+        own = out.get("remote")  # an output may name its own remote in its .dvc file / dvc.yaml
+        name = own or default.get("name")
+        source = {"uri": f"dvc://{name or project}/{out['path']}", "path": out["path"], "hash": out["hash"]}
+        source.update(hash_name=out.get("hash_name"), remote=name, status=out.get("status"))
+        source["url"] = remotes.get(own) if own else default.get("url")
         if out.get("workspace_hash"):
             source["workspace_hash"] = out["workspace_hash"]
-        digest = str(out["hash"])[:36]  # MLflow's limit; an md5 folder hash is exactly 36
-        inputs.append(
-            {"name": out["path"], "digest": digest, "source_type": "dvc", "source": json.dumps(source)}
-        )
+        new = out.get("workspace_hash") if context == OUTPUT and out.get("status") == "modified" else None
+        digest = str(new or out["hash"])[:36]  # MLflow's limit; an md5 folder hash is exactly 36
+        item = {"name": out["path"], "digest": digest, "source_type": "dvc", "source": json.dumps(source)}
+        inputs.append({**item, "context": context})
     return inputs
 
 

@@ -33,12 +33,23 @@ import socket
 from functools import cache
 from typing import Any
 
+from nbtrack.tags import KILLED_REASON, OWNER_HOST, OWNER_PID, OWNER_STARTED
+
+__all__ = [
+    "KILLED_REASON",
+    "OWNER_HOST",
+    "OWNER_PID",
+    "OWNER_STARTED",
+    "end_orphans",
+    "end_orphans_quietly",
+    "hostname",
+    "last_activity_ms",
+    "owner_gone",
+    "owner_tags",
+]
+
 log = logging.getLogger("nbtrack.store.orphans")
 
-OWNER_HOST = "nbtrack.owner.host"
-OWNER_PID = "nbtrack.owner.pid"
-OWNER_STARTED = "nbtrack.owner.started"
-KILLED_REASON = "nbtrack.killed_reason"
 #: A process's start time as two readings may round it (psutil derives it from clock ticks).
 _START_TOLERANCE_S = 1.0
 

@@ -27,16 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbtrack.errors import NbtrackError, StoreError
-from nbtrack.store.spool import (
+from nbtrack.store.spool import Spool, artifact_folder
+from nbtrack.tags import (
     LAST_ERROR,
-    LOCAL_TAGS,
+    OWNER_PREFIX,
     PENDING,
+    RUN_NAME,
     SERVER_RUN_ID,
+    SPOOL_ONLY,
     SPOOL_RUN_ID,
     SYNC_STATE,
     UPLOADED,
-    Spool,
-    artifact_folder,
 )
 
 log = logging.getLogger("nbtrack.store.sync")
@@ -169,7 +170,7 @@ def _server_tags(tags: dict[str, str]) -> dict[str, str]:
     return {
         k: v
         for k, v in tags.items()
-        if k not in LOCAL_TAGS and k != "mlflow.runName" and not k.startswith("nbtrack.owner.")
+        if k not in SPOOL_ONLY and k != RUN_NAME and not k.startswith(OWNER_PREFIX)
     }
 
 
