@@ -10,7 +10,7 @@ project's embedded store; kernels of both kinds take turns (``BLOCKS`` each).
 How "beyond the snapshot" is measured: ``%track stop`` (the magic, run card included) is timed
 whole; the snapshot is the wall time covered by the capture providers it runs (every
 ``run_provider`` call, the data check on its own thread included) and by assembling the redacted
-``snapshot.json`` (``Tracker._snapshot``), their intervals merged; the figure is the difference.
+``snapshot.json`` (``SnapshotWriter.snapshot``), their intervals merged; the figure is the difference.
 What is left is logging into the spool (params, tags, artifacts), making it durable (fsync), ending
 the run, handing it to the uploader, signing hand-off and the card. Each part is timed too (main
 thread only, so the uploader's own calls do not count) and listed in the note. Before the next run,
@@ -99,15 +99,16 @@ def instrument() -> Spans:
     from nbtrack.magics import TrackMagics
     from nbtrack.store.mlflow_store import MlflowStore
     from nbtrack.store.spool import Spool
-    from nbtrack.track.tracker import Tracker
+    from nbtrack.track.snapshot import SnapshotWriter
+    from nbtrack.track.uploads import Uploads
 
     spans = Spans()
     spans.wrap(nbtrack.track.tracker, "run_provider", SNAPSHOT, any_thread=True)
-    spans.wrap(Tracker, "_snapshot", SNAPSHOT)
+    spans.wrap(SnapshotWriter, "snapshot", SNAPSHOT)
     for name in ("get_run", "log_params_and_tags", "log_files", "end_active_run"):
         spans.wrap(MlflowStore, name, f"store.{name}")
     spans.wrap(Spool, "make_durable", "spool.make_durable")
-    spans.wrap(Tracker, "_hand_over", "hand over to the uploader")
+    spans.wrap(Uploads, "hand_over", "hand over to the uploader")
     spans.wrap(nbtrack.signing, "sign_later", "sign_later")
     spans.wrap(TrackMagics, "_show_card", "run card")
     return spans
