@@ -15,13 +15,8 @@ from packaging.requirements import Requirement
 import nbtrack
 from nbtrack.capture.environment import normalize_name, scan_distributions
 from nbtrack.errors import CannotReplay, UsageError
-from nbtrack.replay.venv import (
-    SELF_REASON,
-    RecreatedEnv,
-    installable_pins,
-    interpreter_environment,
-    recreate_environment,
-)
+from nbtrack.replay.pins import SELF_REASON, installable_pins
+from nbtrack.replay.venv import RecreatedEnv, interpreter_environment, recreate_environment
 
 # Pinned older than the copy in the dev venv: the replay kernel must see this one.
 MARKER, MARKER_VERSION = "six", "1.16.0"

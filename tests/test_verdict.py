@@ -6,7 +6,8 @@ import math
 
 from nbtrack.capture.notebook import cell_source
 from nbtrack.models import Section, Snapshot
-from nbtrack.replay.replayer import choose_mode, ensure_tracked, history_to_notebook, parse_value
+from nbtrack.replay.notebooks import choose_mode, ensure_tracked, history_to_notebook
+from nbtrack.replay.result import parse_value
 from nbtrack.replay.verdict import compare_metrics, compare_outputs, compare_params, summarize
 from nbtrack.track.tracker import produced_outputs
 

@@ -18,13 +18,10 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -34,22 +31,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 import nbtrack
-from nbtrack.capture.environment import normalize_name, requirement_line
-from nbtrack.errors import CannotReplay, CaptureError, UsageError
+from nbtrack.errors import CannotReplay, UsageError
+from nbtrack.replay.kernelspec import copy_nbtrack, interpreter_environment, register_kernel
+from nbtrack.replay.pins import SELF_REASON, install_failure, installable_pins, line_name
 
-__all__ = ["RecreatedEnv", "installable_pins", "interpreter_environment", "recreate_environment"]
+__all__ = ["RecreatedEnv", "interpreter_environment", "recreate_environment"]
 
-SELF_REASON = "provided by the replaying nbtrack"
 # nbtrack's requires-python: the kernel imports the replaying nbtrack (``%load_ext nbtrack``).
 _MIN_PYTHON = (3, 10)
 _PROBE = (
     "import json, platform, sysconfig; "
     "print(json.dumps([platform.python_version(), sysconfig.get_path('purelib')]))"
 )
-_ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 
 
 @dataclass
@@ -70,111 +65,6 @@ class RecreatedEnv:
     seconds: float
     python_version: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-def _local_path(url: str) -> str | None:
-    parts = urlsplit(url)
-    return unquote(parts.path) if parts.scheme == "file" else None
-
-
-def _why_not(pkg: dict[str, Any], key: str) -> str | None:
-    """Why a recorded package cannot be reinstalled from a pin, None when it can."""
-    if key == "nbtrack":
-        # Never from the index: an unrelated project may own the name there.
-        return SELF_REASON
-    if not pkg.get("version"):
-        return "no version was recorded"
-    url = pkg.get("direct_url")
-    if pkg.get("editable"):
-        return f"editable install of {(_local_path(url) or url) if url else 'an unknown location'}"
-    if not url:
-        return None
-    path = _local_path(url)
-    if path is None:
-        return None
-    # A local folder or file may have changed or vanished since the run; a pin cannot name it.
-    if pkg.get("vcs"):
-        return f"checkout of the local repository {path}"
-    if pkg.get("archive_hash") or path.endswith(_ARCHIVE_SUFFIXES):
-        return f"local file {path}"
-    return f"local directory {path}"
-
-
-def installable_pins(packages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, str]]]:
-    """Requirement lines uv or pip can install, and the recorded packages that cannot be reinstalled.
-
-    A plain pin is ``name==version`` (PEP 503 normalised name); VCS and remote archive installs
-    become ``name @ url``, reachable in principle. Editable installs, local folders and files, and
-    nbtrack itself (the replaying copy is put in the venv instead) are skipped with the reason.
-
-    Example:
-        >>> lines, skipped = installable_pins([
-        ...     {"name": "Typing_Extensions", "version": "4.12.2", "editable": False, "direct_url": None},
-        ...     {"name": "mylib", "version": "0.3", "editable": True, "direct_url": "file:///src/mylib"},
-        ... ])
-        >>> lines, skipped[0]["reason"]
-        (['typing-extensions==4.12.2'], 'editable install of /src/mylib')
-    """
-    lines: list[str] = []
-    skipped: list[dict[str, str]] = []
-    seen: set[str] = set()
-    for pkg in packages:
-        key = normalize_name(str(pkg.get("name") or ""))
-        if not key or key in seen:
-            continue
-        seen.add(key)
-        reason = _why_not(pkg, key)
-        if reason is not None:
-            skipped.append(
-                {"name": str(pkg["name"]), "version": str(pkg.get("version") or ""), "reason": reason}
-            )
-        else:
-            lines.append(requirement_line({**pkg, "name": key}))
-    return lines, skipped
-
-
-def _line_name(line: str) -> str:
-    return normalize_name(re.split(r"[=@ ]", line, maxsplit=1)[0])
-
-
-def _reason(output: str) -> tuple[str | None, str]:
-    """(the package named, a one-line reason) from an installer's failure output."""
-    text = " ".join(output.split())
-    index = "on the package index"
-    patterns = [
-        (r"there is no version of ([\w.-]+)==([^\s,]+)", f"no version {{1}} of {{0}} {index}"),
-        (r"([\w.-]+) was not found in the package registry", f"no project named {{0}} {index}"),
-        (r"requirement ([\w.-]+)==\S+ \(from versions: none\)", f"no files of {{0}} for this Python {index}"),
-        (r"No matching distribution found for ([\w.-]+)==(\S+)", f"no version {{1}} of {{0}} {index}"),
-    ]
-    for pattern, template in patterns:
-        m = re.search(pattern, text)
-        if m:
-            return normalize_name(m.group(1)), template.format(*m.groups())
-    # Otherwise the deepest cause the installer gives (uv chains them; pip ends with ERROR: lines).
-    marks = re.compile(r"^\s*(?:[×╰├│─▶]+\s*|error:\s*|ERROR:\s*|cause(?:d by)?:\s*)", re.IGNORECASE)
-    causes = [marks.sub("", ln).strip() for ln in output.splitlines() if marks.match(ln)]
-    causes = [c for c in causes if c and not c.lower().startswith("hint")]
-    return None, (causes[-1] if causes else (text[-300:] or "no output"))[:300]
-
-
-def _failure(output: str, lines: list[str], installer: str, code: int) -> CannotReplay:
-    named, reason = _reason(output)
-    names = {_line_name(ln): ln for ln in lines}
-    culprit = names.get(named or "")
-    if culprit is None:
-        # The requirement mentioned first in the output is the one the installer tripped on.
-        hits = [
-            (m.start(), ln)
-            for n, ln in names.items()
-            for m in [re.search(rf"\b{re.escape(n)}\b", output)]
-            if m
-        ]
-        culprit = min(hits)[1] if hits else f"one of the {len(lines)} pins"
-    return CannotReplay(
-        f"cannot recreate the recorded environment: {installer} could not install `{culprit}` ({reason}, "
-        f"exit {code}); make it installable here (package index, credentials), or replay with --env current"
-    )
 
 
 def _find_uv() -> str | None:
@@ -265,25 +155,6 @@ def _pick_python(steps: _Steps, uv: str | None, python: dict[str, Any]) -> str:
     )
 
 
-def _copy_nbtrack(site: Path) -> None:
-    """Make the replaying nbtrack importable in the venv, with metadata for importlib.metadata."""
-    src = Path(nbtrack.__file__).parent
-    target = site / "nbtrack"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    info = site / f"nbtrack-{nbtrack.__version__}.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: nbtrack\nVersion: {nbtrack.__version__}\n")
-    (info / "INSTALLER").write_text("nbtrack-replay\n")
-    records = []
-    for path in sorted(p for p in [*target.rglob("*"), info / "METADATA", info / "INSTALLER"] if p.is_file()):
-        digest = base64.urlsafe_b64encode(hashlib.sha256(path.read_bytes()).digest()).rstrip(b"=").decode()
-        records.append(f"{path.relative_to(site).as_posix()},sha256={digest},{path.stat().st_size}")
-    records.append(f"{info.name}/RECORD,,")
-    (info / "RECORD").write_text("\n".join(records) + "\n")
-
-
 def recreate_environment(
     environment: dict[str, Any],
     dest: Path,
@@ -337,10 +208,37 @@ def recreate_environment(
 def _build(
     environment: dict[str, Any], dest: Path, steps: _Steps, uv: str | None, start: float, run_id: str | None
 ) -> RecreatedEnv:
-    say, notes = steps.say, []
-    recorded = dict(environment.get("python") or {})
-    base = _pick_python(steps, uv, recorded)
+    """Create the virtualenv, install the pins and nbtrack, register the kernel."""
     venv = dest / "venv"
+    recorded = dict(environment.get("python") or {})
+    python, actual, site = _create_venv(steps, uv, venv, recorded)
+    wanted = str(recorded.get("version"))
+    notes = []
+    if actual != wanted:
+        notes.append(f"Python {actual} instead of the recorded {wanted} (no {wanted} interpreter here)")
+    installer = _Installer(steps, uv, python)
+    lines, skipped = installable_pins(list(environment.get("packages") or []))
+    installer.pins(lines, skipped, venv / "nbtrack-requirements.txt")
+    if "ipykernel" not in {line_name(ln) for ln in lines}:
+        installer.ipykernel()
+        notes.append("ipykernel was not among the recorded packages; the newest compatible one was installed")
+    t = time.monotonic()
+    copy_nbtrack(Path(site))
+    steps.say(f"nbtrack {nbtrack.__version__} copied in (not from the index) in {time.monotonic() - t:.1f} s")
+    kernel_name = register_kernel(dest / "kernels", python, actual, run_id, venv)
+    seconds = time.monotonic() - start
+    steps.say(f"kernel {kernel_name} registered in {dest / 'kernels'}; environment ready in {seconds:.1f} s")
+    kernels, installed = dest / "kernels", len(lines)
+    return RecreatedEnv(
+        venv, python, kernel_name, kernels, installer.name, installed, skipped, seconds, actual, notes
+    )
+
+
+def _create_venv(
+    steps: _Steps, uv: str | None, venv: Path, recorded: dict[str, Any]
+) -> tuple[Path, str, str]:
+    """A virtualenv of the recorded Python (else one of its X.Y); its interpreter, version, site folder."""
+    base = _pick_python(steps, uv, recorded)
     t = time.monotonic()
     cmd = [uv, "venv", "--python", base, str(venv)] if uv else [base, "-m", "venv", str(venv)]
     proc = steps.run(cmd, "creating the virtualenv")
@@ -357,101 +255,52 @@ def _build(
         )
     actual, site = json.loads(probe.stdout.strip().splitlines()[-1])
     wanted = str(recorded.get("version"))
-    if actual != wanted:
-        notes.append(f"Python {actual} instead of the recorded {wanted} (no {wanted} interpreter here)")
-    say(
+    steps.say(
         f"virtualenv {venv} with Python {actual}{' (recorded ' + wanted + ')' if actual != wanted else ''} "
         f"from {base} in {time.monotonic() - t:.1f} s"
     )
+    return python, str(actual), str(site)
 
-    lines, skipped = installable_pins(list(environment.get("packages") or []))
-    name = "uv" if uv is not None else "pip"
-    installs = (
-        [uv, "pip", "install", "--python", str(python)] if uv else [str(python), "-m", "pip", "install"]
-    )
-    if name == "pip":
-        installs += ["--disable-pip-version-check", "--no-input"]
-    # The recorded set is complete: installing it as is (no resolver) is the faithful copy. Only a
-    # skipped package of the user's own (not nbtrack, whose copy comes in below) may need
-    # dependencies the pins lack, so then the installer resolves.
-    complete = all(s["reason"] == SELF_REASON for s in skipped)
-    if lines:
+
+class _Installer:
+    """Installs into the new virtualenv with uv when found, else with its own pip."""
+
+    def __init__(self, steps: _Steps, uv: str | None, python: Path) -> None:
+        self.steps = steps
+        self.name = "uv" if uv is not None else "pip"
+        self.command = (
+            [uv, "pip", "install", "--python", str(python)]
+            if uv
+            else [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+        )
+
+    def pins(self, lines: list[str], skipped: list[dict[str, str]], reqs: Path) -> None:
+        """Install the recorded pins from ``reqs`` (written here)."""
+        if not lines:
+            return
+        # The recorded set is complete: installing it as is (no resolver) is the faithful copy. Only a
+        # skipped package of the user's own (not nbtrack, whose copy comes in below) may need
+        # dependencies the pins lack, so then the installer resolves.
+        complete = all(s["reason"] == SELF_REASON for s in skipped)
         t = time.monotonic()
-        reqs = venv / "nbtrack-requirements.txt"
         reqs.write_text("".join(f"{ln}\n" for ln in lines))
-        proc = steps.run([*installs, "-r", str(reqs), *(["--no-deps"] if complete else [])], "installing")
+        cmd = [*self.command, "-r", str(reqs), *(["--no-deps"] if complete else [])]
+        proc = self.steps.run(cmd, "installing")
         if proc.returncode != 0:
-            raise _failure(proc.stderr + proc.stdout, lines, name, proc.returncode)
+            raise install_failure(proc.stderr + proc.stdout, lines, self.name, proc.returncode)
         flag = "no dependency resolution" if complete else "resolving dependencies"
         skip = f"; {len(skipped)} skipped: {', '.join(s['name'] for s in skipped)}" if skipped else ""
-        say(
-            f"installed {len(lines)} recorded pins with {name} ({flag}{skip}) in {time.monotonic() - t:.1f} s"
+        self.steps.say(
+            f"installed {len(lines)} recorded pins with {self.name} ({flag}{skip}) "
+            f"in {time.monotonic() - t:.1f} s"
         )
-    if "ipykernel" not in {_line_name(ln) for ln in lines}:
+
+    def ipykernel(self) -> None:
+        """The newest compatible ipykernel, for a record that lacks one (the kernel needs it)."""
         t = time.monotonic()
-        proc = steps.run([*installs, "ipykernel"], "installing ipykernel")
+        proc = self.steps.run([*self.command, "ipykernel"], "installing ipykernel")
         if proc.returncode != 0:
-            raise _failure(proc.stderr + proc.stdout, ["ipykernel"], name, proc.returncode)
-        notes.append("ipykernel was not among the recorded packages; the newest compatible one was installed")
-        say(f"installed ipykernel (not a recorded package) with {name} in {time.monotonic() - t:.1f} s")
-
-    t = time.monotonic()
-    _copy_nbtrack(Path(site))
-    say(f"nbtrack {nbtrack.__version__} copied in (not from the index) in {time.monotonic() - t:.1f} s")
-
-    kernel_name = f"nbtrack-replay-{secrets.token_hex(4)}"
-    spec_dir = dest / "kernels" / kernel_name
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"Python {actual} (nbtrack replay{' of run ' + run_id if run_id else ''})",
-        "language": "python",
-        "metadata": {"nbtrack": {"run_id": run_id, "venv": str(venv)}},
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
-    seconds = time.monotonic() - start
-    say(f"kernel {kernel_name} registered in {dest / 'kernels'}; environment ready in {seconds:.1f} s")
-    return RecreatedEnv(
-        venv, python, kernel_name, dest / "kernels", name, len(lines), skipped, seconds, actual, notes
-    )
-
-
-_SCAN = """\
-import json, sys
-sys.path.append({root!r})
-from nbtrack.capture.environment import interpreter_facts
-if sys.path[-1] == {root!r}:
-    sys.path.pop()
-print(json.dumps(interpreter_facts()))
-"""
-
-
-def interpreter_environment(python: Path) -> dict[str, Any]:
-    """The ``python`` and ``packages`` of another interpreter's environment section, scanned there.
-
-    Runs nbtrack's own scan in a subprocess of ``python``: its own nbtrack when it has one, else
-    this one's (appended to its ``sys.path`` for the import and removed before the scan). The
-    interpreter needs traitlets, which every venv with ipykernel has.
-
-    Example:
-        >>> interpreter_environment(env.python)["python"]["version"]
-        '3.11.7'
-    """
-    root = str(Path(nbtrack.__file__).parent.parent)
-    try:
-        proc = subprocess.run(
-            [str(python), "-c", _SCAN.format(root=root)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+            raise install_failure(proc.stderr + proc.stdout, ["ipykernel"], self.name, proc.returncode)
+        self.steps.say(
+            f"installed ipykernel (not a recorded package) with {self.name} in {time.monotonic() - t:.1f} s"
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CaptureError(f"cannot scan the packages of {python}: {exc}; check that it runs") from exc
-    if proc.returncode != 0 or not proc.stdout.strip():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise CaptureError(
-            f"cannot scan the packages of {python}: {last}; check that it runs and has traitlets"
-        )
-    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return data

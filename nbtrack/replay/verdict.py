@@ -1,7 +1,8 @@
 """Did a replay reproduce its run? Metrics with tolerances, parameters, and produced DVC outputs.
 
 Pure functions over plain values: the replay service feeds them the two runs' MLflow metrics and
-params and the ``produced`` lists of their data sections, and reports what they return.
+params and the ``produced`` lists of their data sections, and reports what they return;
+:func:`decide` turns the comparison (or the failing cell) into the verdict and its message.
 """
 
 from __future__ import annotations
@@ -136,3 +137,49 @@ def summarize(
     if len(parts) > 4:
         parts = [*parts[:4], f"and {len(parts) - 4} more"]
     return ", ".join(parts)
+
+
+def decide(
+    failure: dict[str, Any] | None,
+    logged: bool,
+    metrics: list[dict[str, Any]],
+    params: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+) -> tuple[str, str]:
+    """The verdict on a replay and its one-line message.
+
+    FAILED when a cell raised (naming it) or the notebook logged no tracked run to compare;
+    DIVERGED when a metric, param or produced output differs (naming them); else REPRODUCED.
+
+    Args:
+        failure: the failing cell (``cell``, ``ename``, ``evalue``, ``source_head``), None when
+            every cell ran.
+        logged: whether the replay's kernel logged a tracked run.
+        metrics: the rows of :func:`compare_metrics` ([] when nothing was compared).
+        params: the rows of :func:`compare_params`.
+        outputs: the rows of :func:`compare_outputs`.
+
+    Example:
+        >>> decide(None, True, compare_metrics({"acc": 0.8}, {"acc": 0.8}), [], [])
+        ('REPRODUCED', '1 metric(s), 0 param(s) and 0 produced output(s) match the original')
+        >>> decide({"cell": 3, "ename": "KeyError", "evalue": "'TOKEN'"}, False, [], [], [])
+        ('FAILED', "cell 3 raised KeyError: 'TOKEN'")
+    """
+    if failure is not None:
+        where = f"cell {failure['cell']}" if failure.get("cell") else "a cell"
+        message = f"{where} raised {failure['ename']}: {failure['evalue']}"
+        if failure.get("source_head"):
+            message += f" (in `{failure['source_head'][:80]}`)"
+        return FAILED, message
+    if not logged:
+        return FAILED, (
+            "the notebook executed but logged no tracked run to compare; check that "
+            "`%track start` runs in it (see the output notebook with --keep-workspace)"
+        )
+    differs = summarize(metrics, params, outputs)
+    if differs:
+        return DIVERGED, differs
+    return REPRODUCED, (
+        f"{len(metrics)} metric(s), {len(params)} param(s) and "
+        f"{len(outputs)} produced output(s) match the original"
+    )

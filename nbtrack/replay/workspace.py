@@ -63,6 +63,16 @@ class Workspace:
             if os.path.exists(folder):
                 shutil.rmtree(folder)
 
+    def remember_input(self, rel: str, path: Path) -> None:
+        """Note a restored file (``rel`` to the DVC root) as it is now, for :meth:`modified_inputs`."""
+        st = os.stat(path)
+        self._inputs[rel] = (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def remember_state_folder(self, folder: str) -> None:
+        """A folder outside ``base`` that DVC keeps state in for the workspace; cleanup removes it."""
+        if inside(folder, str(self.base)) is None and folder not in self._elsewhere:
+            self._elsewhere.append(folder)
+
     def modified_inputs(self) -> list[str]:
         """Restored files (relative to the DVC root) whose inode, mtime or size changed since restore.
 
@@ -80,6 +90,27 @@ class Workspace:
             if (st.st_ino, st.st_mtime_ns, st.st_size) != key:
                 changed.append(rel)
         return sorted(changed)
+
+    def data_versions(self, snapshot: Snapshot) -> list[dict[str, Any]]:
+        """The restored DVC outputs as the replay's result lists them, with their state at record time.
+
+        Example:
+            >>> ws.data_versions(snap)[0]["link"]  # doctest: +SKIP
+            'hardlink'
+        """
+        recorded = snapshot.section("data").data.get("outputs", [])
+        status_at_record = {out["path"]: out.get("status") for out in recorded}
+        return [
+            {
+                "path": d.path,
+                "hash_name": d.hash_name,
+                "hash": d.hash,
+                "status_at_record": status_at_record.get(d.path),
+                "link": d.link,
+                "fetched": d.fetched,
+            }
+            for d in self.data
+        ]
 
     def __enter__(self) -> Workspace:
         return self
@@ -135,25 +166,37 @@ def build_workspace(
                 f"the project folder {snapshot.run.get('project_root')} has no counterpart in the "
                 f"checkout; the replay starts from {ws.project if project else work}"
             )
-        data = snapshot.section("data")
-        if data.status == "ok":
-            # A broken .dvc file at record time: its output was not recorded, so it is not restored.
-            ws.risks.extend(
-                f"when the run was recorded, DVC reported: {problem}; what DVC could not read then is "
-                "not restored"
-                for problem in data.data.get("problems") or []
-            )
-            restore_data(ws, data.data, git_data, src_top, progress, say)
-        elif data.status == "error" or (ws.project / ".dvc").is_dir():
-            ws.risks.append(
-                f"the run's DVC data was not recorded ({data.reason}); no data is restored: "
-                "the notebook reads whatever the checkout holds"
-            )
+        _restore_recorded_data(ws, snapshot, git_data, src_top, progress, say)
     except BaseException:
         with suppress(OSError):
             ws.cleanup()
         raise
     return ws
+
+
+def _restore_recorded_data(
+    ws: Workspace,
+    snapshot: Snapshot,
+    git_data: dict[str, Any],
+    src_top: Path,
+    progress: bool,
+    say: Callable[[str], None],
+) -> None:
+    """The run's DVC outputs at their recorded hashes, or the risk of running without them."""
+    data = snapshot.section("data")
+    if data.status == "ok":
+        # A broken .dvc file at record time: its output was not recorded, so it is not restored.
+        ws.risks.extend(
+            f"when the run was recorded, DVC reported: {problem}; what DVC could not read then is "
+            "not restored"
+            for problem in data.data.get("problems") or []
+        )
+        restore_data(ws, data.data, git_data, src_top, progress, say)
+    elif data.status == "error" or (ws.project / ".dvc").is_dir():
+        ws.risks.append(
+            f"the run's DVC data was not recorded ({data.reason}); no data is restored: "
+            "the notebook reads whatever the checkout holds"
+        )
 
 
 # --- code ----------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Reports of ``nbtrack replay``: JUnit XML for CI, one self-contained HTML page, and the terminal text.
 
-Every writer takes the result dicts replay produces (``verdict``, ``message``, the ``metrics`` /
-``params`` / ``outputs`` comparison rows, ``failure``, ``environment`` drift, ``data`` versions and
-the cell-level ``code_diff`` of :func:`nbtrack.runs.diff.diff_cells`) and tolerates missing keys: a
-``CANNOT_REPLAY`` result may hold little more than its message. Standard library only; the HTML page
-loads nothing from anywhere (inline CSS, no scripts), so it can be archived by any CI and opened
-offline.
+Every writer takes the :class:`~nbtrack.replay.result.ReplayResult` a replay returns (``verdict``,
+``message``, the ``metrics`` / ``params`` / ``outputs`` comparison rows, ``failure``, ``environment``
+drift, ``data`` versions and the cell-level ``code_diff`` of :func:`nbtrack.compare.diff_cells`),
+or its JSON as a dict (what a batch reads from each replay's process and the server's replay job
+sends), turned into the record at the entry with :meth:`ReplayResult.from_dict`: a dict may lack
+keys, and a ``CANNOT_REPLAY`` result may hold little more than its message. Standard library
+only; the HTML page loads nothing from anywhere (inline CSS, no scripts), so it can be archived by
+any CI and opened offline.
 
 Modules: :mod:`~nbtrack.replay.reports.text` (the terminal), :mod:`~nbtrack.replay.reports.junit`,
 :mod:`~nbtrack.replay.reports.page` (HTML), :mod:`~nbtrack.replay.reports.common` (shared pieces).
@@ -19,12 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nbtrack.errors import NbtrackError
-from nbtrack.replay.reports.common import VERDICTS, Result
+from nbtrack.replay.reports.common import VERDICTS, Result, as_result
 from nbtrack.replay.reports.junit import junit_xml
 from nbtrack.replay.reports.page import html_report
 from nbtrack.replay.reports.text import format_result
 
-__all__ = ["VERDICTS", "Result", "format_result", "html_report", "junit_xml", "write_reports"]
+__all__ = ["VERDICTS", "Result", "as_result", "format_result", "html_report", "junit_xml", "write_reports"]
 
 # --- files ---------------------------------------------------------------------------------------
 
@@ -57,10 +59,11 @@ def write_reports(results: Sequence[Result], *, junit: Path | None = None, html:
     Raises:
         NbtrackError: a report could not be written (the message names the file).
     """
+    typed = [as_result(r) for r in results]
     pending = []
     if junit is not None:
-        pending.append((Path(junit), junit_xml(results)))
+        pending.append((Path(junit), junit_xml(typed)))
     if html is not None:
-        pending.append((Path(html), html_report(results)))
+        pending.append((Path(html), html_report(typed)))
     for path, text in pending:
         _write_atomic(path, text)

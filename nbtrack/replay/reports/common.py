@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
-Result = Mapping[str, Any]
+from nbtrack.replay.result import ReplayResult
+
+#: What the report writers accept: the typed result, or its JSON (``to_dict()``) as a subprocess
+#: or the server's replay job hands it on.
+Result: TypeAlias = ReplayResult | Mapping[str, Any]
 
 VERDICTS = ("REPRODUCED", "DIVERGED", "FAILED", "CANNOT_REPLAY")
 SUITE = "nbtrack replay"
@@ -20,6 +24,16 @@ LONG = 12
 
 
 # --- shared pieces -------------------------------------------------------------------------------
+
+
+def as_result(result: Result) -> ReplayResult:
+    """The typed result, from either form a writer accepts.
+
+    Example:
+        >>> as_result({"run_id": "3f2a", "verdict": "DIVERGED"}).exit_code
+        1
+    """
+    return result if isinstance(result, ReplayResult) else ReplayResult.from_dict(result)
 
 
 def clean(value: Any) -> str:
@@ -41,9 +55,9 @@ def number_text(value: Any, spec: str) -> str:
     return "0" if value == 0 else format(value, spec)
 
 
-def reason_text(result: Result) -> str:
+def reason_text(result: ReplayResult) -> str:
     """The message without its leading ``VERDICT:``, for places that show the verdict beside it."""
-    message, verdict = str(result.get("message") or ""), f"{result.get('verdict')}:"
+    message, verdict = result.message, f"{result.verdict}:"
     return message[len(verdict) :].strip() if message.startswith(verdict) else message
 
 
@@ -52,25 +66,26 @@ def short_id(run_id: Any, width: int = 8) -> str:
     return text if len(text) <= width else text[:width] + "…"
 
 
-def result_rows(result: Result, key: str) -> list[Mapping[str, Any]]:
-    return [row for row in result.get(key) or [] if isinstance(row, Mapping)]
+def rows_of(items: Sequence[Any] | None) -> list[Mapping[str, Any]]:
+    """The comparison rows of a result's list (a result read from JSON may hold anything there)."""
+    return [row for row in items or [] if isinstance(row, Mapping)]
 
 
-def _bad_metrics(result: Result) -> list[Mapping[str, Any]]:
-    return [m for m in result_rows(result, "metrics") if not m.get("ok", True)]
+def _bad_metrics(result: ReplayResult) -> list[Mapping[str, Any]]:
+    return [m for m in rows_of(result.metrics) if not m.get("ok", True)]
 
 
-def _changed_params(result: Result) -> list[Mapping[str, Any]]:
+def _changed_params(result: ReplayResult) -> list[Mapping[str, Any]]:
     """Params that differ, on purpose (overridden) or not."""
     return [
         p
-        for p in result_rows(result, "params")
+        for p in rows_of(result.params)
         if not p.get("ok", True) or p.get("overridden") or p.get("original") != p.get("replayed")
     ]
 
 
-def _bad_outputs(result: Result) -> list[Mapping[str, Any]]:
-    return [o for o in result_rows(result, "outputs") if not o.get("ok", True)]
+def _bad_outputs(result: ReplayResult) -> list[Mapping[str, Any]]:
+    return [o for o in rows_of(result.outputs) if not o.get("ok", True)]
 
 
 def output_change(row: Mapping[str, Any]) -> str:
@@ -91,7 +106,7 @@ def _metric_note(row: Mapping[str, Any]) -> str:
     return " ".join(x for x in (diff, f"(relative tolerance {tol})" if tol else "") if x)
 
 
-def diff_table(result: Result, hash_width: int | None = 10) -> list[tuple[str, ...]]:
+def diff_table(result: ReplayResult, hash_width: int | None = 10) -> list[tuple[str, ...]]:
     """What differs, as rows of (kind, name, original, replayed, difference); no header."""
 
     def digest(value: Any) -> str:
@@ -160,8 +175,8 @@ def env_summary(env: Mapping[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def env_compared(result: Result) -> bool:
-    env = result.get("environment")
+def env_compared(result: ReplayResult) -> bool:
+    env = result.environment
     return isinstance(env, Mapping) and bool(env.get("available"))
 
 
@@ -175,18 +190,17 @@ def env_rows(env: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def run_label(result: Result) -> str:
-    name = result.get("run_name")
-    return f"{name} ({result.get('run_id')})" if name else str(result.get("run_id"))
+def run_label(result: ReplayResult) -> str:
+    return f"{result.run_name} ({result.run_id})" if result.run_name else result.run_id
 
 
-def mode_line(result: Result) -> str:
-    mode = f"{result.get('mode') or '-'}"
-    if result.get("mode_reason"):
-        mode += f" ({result['mode_reason']})"
-    return f"mode {mode}; env {result.get('env') or '-'}; kernel {result.get('kernel') or '-'}"
+def mode_line(result: ReplayResult) -> str:
+    mode = result.mode or "-"
+    if result.mode_reason:
+        mode += f" ({result.mode_reason})"
+    return f"mode {mode}; env {result.env or '-'}; kernel {result.kernel or '-'}"
 
 
-def overrides(result: Result) -> str:
-    overrides = (result.get("parameters") or {}).get("overrides") or {}
+def overrides(result: ReplayResult) -> str:
+    overrides = (result.parameters or {}).get("overrides") or {}
     return ", ".join(f"{k}={v!r}" for k, v in overrides.items())

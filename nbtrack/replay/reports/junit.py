@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from nbtrack.replay.reports.common import (
     SUITE,
     Result,
+    as_result,
     clean,
     columns,
     diff_table,
@@ -16,39 +17,40 @@ from nbtrack.replay.reports.common import (
     failure_lines,
     mode_line,
     overrides,
-    result_rows,
+    rows_of,
     run_label,
 )
+from nbtrack.replay.result import ReplayResult
 
 # --- JUnit XML -----------------------------------------------------------------------------------
 
 
-def _classname(result: Result) -> str:
+def _classname(result: ReplayResult) -> str:
     # Jenkins splits a classname at its last dot into package and class: keep experiment and notebook
     # as those two parts rather than "train" / "ipynb".
-    parts = [str(result.get("experiment") or "default")]
-    notebook = str(result.get("notebook") or "")
+    parts = [str(result.experiment or "default")]
+    notebook = str(result.notebook or "")
     if notebook:
         parts.append(notebook.removesuffix(".ipynb"))
     return ".".join(part.replace(".", "_") for part in parts)
 
 
-def _system_out(result: Result) -> str:
-    lines = [f"run {run_label(result)}, experiment {result.get('experiment')}"]
-    if result.get("replay_run_id"):
-        lines.append(f"replay run {result['replay_run_id']}")
-    if result.get("view"):
-        lines.append(f"see the replay run: {result['view']}")
-    lines += [mode_line(result)] if result.get("mode") else []
+def _system_out(result: ReplayResult) -> str:
+    lines = [f"run {run_label(result)}, experiment {result.experiment}"]
+    if result.replay_run_id:
+        lines.append(f"replay run {result.replay_run_id}")
+    if result.view:
+        lines.append(f"see the replay run: {result.view}")
+    lines += [mode_line(result)] if result.mode else []
     if overrides(result):
         lines.append(f"parameters overridden: {overrides(result)}")
-    risks = result.get("risks") or []
+    risks = result.risks
     lines += ["risks:", *(f"  - {risk}" for risk in risks)] if risks else []
-    env = result.get("environment")
+    env = result.environment
     lines.append(f"environment: {env_summary(env)}")
     if isinstance(env, Mapping) and env.get("available") is not False:
         lines += [f"  {name}: {a or '-'} -> {b or '-'} ({change})" for name, a, b, change in env_rows(env)]
-    data = result_rows(result, "data")
+    data = rows_of(result.data)
     lines += ["data:"] if data else []
     lines += [
         f"  {d.get('path')} {d.get('hash_name')}:{d.get('hash')} ({d.get('status_at_record')} when recorded, "
@@ -58,8 +60,8 @@ def _system_out(result: Result) -> str:
     return "\n".join(lines)
 
 
-def _divergence_text(result: Result) -> str:
-    lines = [str(result.get("message") or "")]
+def _divergence_text(result: ReplayResult) -> str:
+    lines = [result.message]
     table = diff_table(result, hash_width=None)
     if table:
         lines += ["", *columns([("", "name", "original", "replayed", "difference"), *table], indent="")]
@@ -81,9 +83,8 @@ def junit_xml(results: Sequence[Result]) -> str:
     suite = ET.SubElement(root, "testsuite", name=SUITE)
     failures = errors = 0
     total = 0.0
-    for result in results:
-        seconds = result.get("duration_s")
-        seconds = float(seconds) if isinstance(seconds, int | float) else 0.0
+    for result in map(as_result, results):
+        seconds = float(result.duration_s) if isinstance(result.duration_s, int | float) else 0.0
         total += seconds
         case = ET.SubElement(
             suite,
@@ -92,8 +93,8 @@ def junit_xml(results: Sequence[Result]) -> str:
             name=clean(run_label(result)),
             time=f"{seconds:.3f}",
         )
-        verdict = str(result.get("verdict") or "UNKNOWN")
-        message = clean(result.get("message") or verdict)
+        verdict = result.verdict
+        message = clean(result.message or verdict)
         if verdict == "DIVERGED":
             failures += 1
             ET.SubElement(case, "failure", message=message, type=verdict).text = clean(
@@ -101,7 +102,7 @@ def junit_xml(results: Sequence[Result]) -> str:
             )
         elif verdict == "FAILED":
             failures += 1
-            failure = result.get("failure")
+            failure = result.failure
             text = "\n".join(failure_lines(failure)) if isinstance(failure, Mapping) else message
             ET.SubElement(case, "failure", message=message, type=verdict).text = clean(text)
         elif verdict != "REPRODUCED":

@@ -12,6 +12,7 @@ from nbtrack.replay.reports.common import (
     LONG,
     VERDICTS,
     Result,
+    as_result,
     clean,
     env_compared,
     env_rows,
@@ -20,10 +21,11 @@ from nbtrack.replay.reports.common import (
     output_change,
     overrides,
     reason_text,
-    result_rows,
+    rows_of,
     run_label,
     value_text,
 )
+from nbtrack.replay.result import ReplayResult
 
 # --- HTML ----------------------------------------------------------------------------------------
 
@@ -74,38 +76,37 @@ def _table(header: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]], num
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _meta_html(result: Result) -> str:
+def _meta_html(result: ReplayResult) -> str:
     env = {"current": "the current Python environment", "recreate": "recreated from the recorded packages"}
-    notebook = result.get("notebook")
+    notebook = result.notebook
     items = [
         ("run", run_label(result)),
-        ("replay run", result.get("replay_run_id") or "not logged"),
-        ("experiment", result.get("experiment")),
+        ("replay run", result.replay_run_id or "not logged"),
+        ("experiment", result.experiment),
         ("notebook", notebook or "none: replayed from the recorded cell history"),
         (
             "mode",
-            str(result.get("mode") or "-")
-            + (f": {result['mode_reason']}" if result.get("mode_reason") else ""),
+            str(result.mode or "-") + (f": {result.mode_reason}" if result.mode_reason else ""),
         ),
-        ("environment", env.get(str(result.get("env")), result.get("env") or "-")),
-        ("kernel", result.get("kernel") or "-"),
+        ("environment", env.get(result.env, result.env or "-")),
+        ("kernel", result.kernel or "-"),
         ("parameters overridden", overrides(result) or "none"),
-        ("started", result.get("started") or "-"),
-        ("duration", f"{number_text(result.get('duration_s'), '.1f') or '-'} s"),
-        ("exit code", result.get("exit_code")),
+        ("started", result.started or "-"),
+        ("duration", f"{number_text(result.duration_s, '.1f') or '-'} s"),
+        ("exit code", result.exit_code),
     ]
-    if result.get("workspace"):
-        items.append(("workspace", result["workspace"]))
+    if result.workspace:
+        items.append(("workspace", result.workspace))
     body = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items)
-    if result.get("view"):
+    if result.view:
         # Shown as text, never as a link: the page must not point anywhere outside itself.
-        body += f"<dt>see the replay run</dt><dd><code>{_esc(result['view'])}</code></dd>"
+        body += f"<dt>see the replay run</dt><dd><code>{_esc(result.view)}</code></dd>"
     return f'<dl class="meta">{body}</dl>'
 
 
-def _metrics_html(result: Result) -> str:
+def _metrics_html(result: ReplayResult) -> str:
     rows = []
-    for m in result_rows(result, "metrics"):
+    for m in rows_of(result.metrics):
         ok = m.get("ok", True)
         missing = m.get("original") is None or m.get("replayed") is None
         status = (
@@ -124,9 +125,9 @@ def _metrics_html(result: Result) -> str:
     return "<h3>Metrics</h3>" + _table(header, rows, num=(1, 2, 3, 4))
 
 
-def _params_html(result: Result) -> str:
+def _params_html(result: ReplayResult) -> str:
     rows = []
-    for p in result_rows(result, "params"):
+    for p in rows_of(result.params):
         note = (
             "overridden (-p) for this replay"
             if p.get("overridden")
@@ -138,9 +139,9 @@ def _params_html(result: Result) -> str:
     return "<h3>Parameters</h3>" + _table(("param", "original", "replayed", ""), rows) if rows else ""
 
 
-def _outputs_html(result: Result) -> str:
+def _outputs_html(result: ReplayResult) -> str:
     rows = []
-    for o in result_rows(result, "outputs"):
+    for o in rows_of(result.outputs):
         ok = o.get("ok", True)
         cells = [f"<code>{_esc(o.get('path'))}</code>"]
         cells += [f"<code>{_esc(value_text(o.get(side)))}</code>" for side in ("original", "replayed")]
@@ -149,8 +150,8 @@ def _outputs_html(result: Result) -> str:
     return "<h3>Produced outputs</h3>" + _table(header, rows) if rows else ""
 
 
-def _failure_html(result: Result) -> str:
-    failure = result.get("failure")
+def _failure_html(result: ReplayResult) -> str:
+    failure = result.failure
     if not isinstance(failure, Mapping):
         return ""
     count = failure.get("execution_count")
@@ -162,9 +163,8 @@ def _failure_html(result: Result) -> str:
     )
 
 
-def _environment_html(result: Result) -> str:
-    env = result.get("environment")
-    env = env if isinstance(env, Mapping) else None
+def _environment_html(result: ReplayResult) -> str:
+    env = result.environment if isinstance(result.environment, Mapping) else None
     summary = _esc(env_summary(env))
     if env is None or env.get("available") is False or not (env.get("python") or env_rows(env)):
         return f"<h3>Environment</h3><p>{summary}</p>"
@@ -177,9 +177,9 @@ def _environment_html(result: Result) -> str:
     return f"<h3>Environment</h3><details{opened}><summary>{summary}</summary>{table}</details>"
 
 
-def _data_html(result: Result) -> str:
+def _data_html(result: ReplayResult) -> str:
     rows = []
-    for d in result_rows(result, "data"):
+    for d in rows_of(result.data):
         status = str(d.get("status_at_record") or "-")
         status_html = _esc(status) if status == "clean" else f'<span class="warn">{_esc(status)}</span>'
         fetched = "fetched from the remote" if d.get("fetched") else "from the cache"
@@ -198,9 +198,9 @@ def _diff_lines_html(lines: Sequence[str]) -> str:
     return '<div class="diff">' + "".join(f'<div class="{cls(x)}">{_esc(x)}</div>' for x in lines) + "</div>"
 
 
-def _code_html(result: Result) -> str:
+def _code_html(result: ReplayResult) -> str:
     parts = []
-    for row in result_rows(result, "code_diff"):
+    for row in rows_of(result.code_diff):
         op = row.get("op")
         if op == "changed":
             title = f"cell {row.get('a_cell')} changed"
@@ -218,18 +218,18 @@ def _code_html(result: Result) -> str:
         parts.append(f"<p><b>{_esc(title)}</b></p>{_diff_lines_html(lines)}")
     if parts:
         return "<h3>Code: recorded → replayed notebook</h3>" + "".join(parts)
-    if result.get("verdict") == "CANNOT_REPLAY":
+    if result.verdict == "CANNOT_REPLAY":
         return ""
     return "<h3>Code</h3><p>the replayed code cells are the recorded ones</p>"
 
 
-def _anchor(index: int, result: Result) -> str:
-    return f"run-{index + 1}-" + re.sub(r"[^A-Za-z0-9_-]", "", str(result.get("run_id")))[:12]
+def _anchor(index: int, result: ReplayResult) -> str:
+    return f"run-{index + 1}-" + re.sub(r"[^A-Za-z0-9_-]", "", result.run_id)[:12]
 
 
-def _result_html(result: Result, anchor: str) -> str:
-    verdict = str(result.get("verdict") or "UNKNOWN")
-    risks = result.get("risks") or []
+def _result_html(result: ReplayResult, anchor: str) -> str:
+    verdict = result.verdict
+    risks = result.risks
     parts = [
         f'<section class="result" id="{anchor}">',
         f'<div class="banner {_verdict_class(verdict)}"><b>{_esc(verdict)}</b>',
@@ -240,7 +240,7 @@ def _result_html(result: Result, anchor: str) -> str:
         items = "".join(f"<li>{_esc(r)}</li>" for r in risks)
         parts.append(f'<div class="risks"><h3>⚠ Risks to this verdict</h3><ul>{items}</ul></div>')
     parts.append(_failure_html(result))
-    if verdict != "CANNOT_REPLAY" or result_rows(result, "metrics"):
+    if verdict != "CANNOT_REPLAY" or rows_of(result.metrics):
         parts.append(_metrics_html(result))
     parts += [_params_html(result), _outputs_html(result)]
     if verdict != "CANNOT_REPLAY" or env_compared(result):
@@ -249,8 +249,8 @@ def _result_html(result: Result, anchor: str) -> str:
     return "".join(parts)
 
 
-def _summary_html(results: Sequence[Result], anchors: Sequence[str]) -> str:
-    verdicts = [str(r.get("verdict") or "UNKNOWN") for r in results]
+def _summary_html(results: Sequence[ReplayResult], anchors: Sequence[str]) -> str:
+    verdicts = [r.verdict for r in results]
     chips = " ".join(
         f'<span class="badge {_verdict_class(v)}">{_esc(v)} {verdicts.count(v)}</span>' for v in VERDICTS
     )
@@ -260,8 +260,8 @@ def _summary_html(results: Sequence[Result], anchors: Sequence[str]) -> str:
             [
                 f'<span class="badge {_verdict_class(v)}">{_esc(v)}</span>',
                 f'<a href="#{anchor}">{_esc(run_label(r))}</a>',
-                _esc(r.get("experiment") or ""),
-                _esc(r.get("notebook") or "-"),
+                _esc(r.experiment or ""),
+                _esc(r.notebook or "-"),
                 _esc(reason_text(r)),
             ],
         )
@@ -281,22 +281,23 @@ def html_report(results: Sequence[Result]) -> str:
     Example:
         >>> Path("replay.html").write_text(html_report(results), encoding="utf-8")  # doctest: +SKIP
     """
-    anchors = [_anchor(i, r) for i, r in enumerate(results)]
-    if len(results) == 1:
-        title = f"nbtrack replay: {results[0].get('verdict')} {run_label(results[0])}"
+    typed = [as_result(r) for r in results]
+    anchors = [_anchor(i, r) for i, r in enumerate(typed)]
+    if len(typed) == 1:
+        title = f"nbtrack replay: {typed[0].verdict} {run_label(typed[0])}"
     else:
-        title = f"nbtrack replay: {len(results)} runs"
+        title = f"nbtrack replay: {len(typed)} runs"
     parts = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>",
         "<h1>nbtrack replay</h1>",
-        f'<p class="muted">{len(results)} run(s) replayed; report by nbtrack {_esc(__version__)}</p>',
+        f'<p class="muted">{len(typed)} run(s) replayed; report by nbtrack {_esc(__version__)}</p>',
     ]
-    if not results:
+    if not typed:
         parts.append("<p>no runs were replayed: no tracked run matched the selection</p>")
-    if len(results) > 1:
-        parts.append(_summary_html(results, anchors))
-    parts += [_result_html(r, a) for r, a in zip(results, anchors, strict=True)]
+    if len(typed) > 1:
+        parts.append(_summary_html(typed, anchors))
+    parts += [_result_html(r, a) for r, a in zip(typed, anchors, strict=True)]
     parts.append("</body></html>\n")
     return "".join(parts)

@@ -1,0 +1,114 @@
+"""What a replay found (:class:`ReplayResult`), and the values its options take.
+
+The result is the one record every consumer of a replay reads: the CLI prints it and writes it as
+JSON, the reports render it, the server's replay job streams it to the panel, and the replay run
+carries it as ``replay/verdict.json``. Who holds only the JSON (a batch reads each run's result
+from a subprocess) turns it back into the record with :meth:`ReplayResult.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nbtrack.replay.verdict import CANNOT_REPLAY, EXIT_CODES
+
+__all__ = ["ENVS", "MODES", "Progress", "ReplayResult", "parse_value"]
+
+#: ``--mode``: pick by the run's flags, or force the saved notebook or the execution history.
+MODES = ("auto", "notebook", "history")
+#: ``--env``: the current interpreter's kernel, or a virtualenv rebuilt from the recorded pins.
+ENVS = ("current", "recreate")
+#: ``on_progress(done, total)`` after each executed cell.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ReplayResult:
+    """What a replay found; ``to_dict()`` is the JSON the CLI, the reports and the server share.
+
+    The comparison rows (``metrics``, ``params``, ``outputs``) are those of
+    :mod:`nbtrack.replay.verdict`; ``environment`` is :func:`nbtrack.compare.diff_environment`'s
+    drift and ``code_diff`` the cell-level diff of :func:`nbtrack.compare.diff_cells`.
+
+    Example:
+        >>> result = ReplayResult("3f2a9c41", verdict="REPRODUCED", message="2 metric(s) ... match")
+        >>> result.exit_code, ReplayResult.from_dict(result.to_dict()) == result
+        (0, True)
+    """
+
+    run_id: str
+    verdict: str = CANNOT_REPLAY
+    message: str = ""
+    run_name: str | None = None
+    experiment: str | None = None
+    notebook: str | None = None
+    replay_run_id: str | None = None
+    mode: str | None = None
+    mode_reason: str | None = None
+    env: str = "current"
+    kernel: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"recorded": {}, "overrides": {}})
+    risks: list[str] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    params: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    failure: dict[str, Any] | None = None
+    environment: dict[str, Any] = field(
+        default_factory=lambda: {"available": False, "reason": "not compared"}
+    )
+    data: list[dict[str, Any]] = field(default_factory=list)
+    code_diff: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+    started: str = ""
+    workspace: str | None = None
+    view: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for the verdict (a verdict nbtrack does not know counts as CANNOT_REPLAY)."""
+        return EXIT_CODES.get(self.verdict, EXIT_CODES[CANNOT_REPLAY])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exit_code": self.exit_code}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplayResult:
+        """The result a ``to_dict()`` (or a hand-made dict holding some of its keys) describes.
+
+        Unknown keys (``exit_code``, which follows from the verdict) are ignored; a missing or null
+        key takes the field's default, except ``verdict`` (a result that names none reads as
+        ``UNKNOWN``, as the reports have always shown it) and ``env`` (none: it never ran).
+
+        Example:
+            >>> ReplayResult.from_dict({"run_id": "3f2a", "verdict": "FAILED", "exit_code": 2}).exit_code
+            2
+        """
+        names = [spec.name for spec in dataclasses.fields(cls)]
+        values = {name: data[name] for name in names if data.get(name) is not None}
+        values["run_id"] = str(data.get("run_id") or "")
+        values["verdict"] = str(data.get("verdict") or "UNKNOWN")
+        values.setdefault("env", "")  # a result that never chose a kernel (it could not start)
+        values["message"] = str(data.get("message") or "")
+        return cls(**values)
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value typed as papermill's own ``-p`` types it.
+
+    Example:
+        >>> [parse_value(v) for v in ("3", "0.5", "True", "None", "abc")]
+        [3, 0.5, True, None, 'abc']
+    """
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
