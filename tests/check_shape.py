@@ -37,7 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "front-end": ("magics", "cli", "server"),
     "service": ("track", "runs", "replay"),
     "adapter": ("capture", "store", "runner", "signing"),
-    "foundation": ("models", "config", "errors", "redact", "tags", "compare"),
+    "foundation": ("models", "config", "errors", "redact", "tags", "compare", "handoff"),
 }
 ROOT = "nbtrack"
 

@@ -2,7 +2,7 @@
 replayer's, a tracking server's run is followed out of the spool, and the reports take the typed result.
 
 Real components throughout: a SQLite MLflow store in ``tmp_path``, the kernel's own writer of the
-runs file (:func:`nbtrack.track.handoff.announce_run`), real git + DVC projects and real kernels
+runs file (:func:`nbtrack.handoff.announce_run`), real git + DVC projects and real kernels
 through papermill, a real ``mlflow server``.
 """
 
@@ -21,13 +21,13 @@ from conftest import all_runs, git, make_project, store_client, write_notebook
 
 from nbtrack.config import NbtrackConfig, to_env
 from nbtrack.errors import CannotReplay
+from nbtrack.handoff import announce_run
 from nbtrack.replay.judge import announced_runs, find_replay_run
 from nbtrack.replay.reports import format_result, html_report, junit_xml
 from nbtrack.replay.result import ReplayResult
 from nbtrack.replay.verdict import DIVERGED, FAILED, REPRODUCED, compare_metrics, decide
 from nbtrack.runner import execute_notebook
 from nbtrack.store import MlflowStore
-from nbtrack.track.handoff import announce_run
 
 ROWS = [
     "%load_ext nbtrack",

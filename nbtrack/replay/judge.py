@@ -11,12 +11,12 @@ verdict.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbtrack.errors import CannotReplay, SnapshotError
+from nbtrack.handoff import announced_runs
 from nbtrack.models import RunRecord, Section, Snapshot
 from nbtrack.replay.execute import Execution, Kernel
 from nbtrack.replay.plan import ReplayOptions, ReplayPlan
@@ -121,30 +121,6 @@ def _code_diff(plan: ReplayPlan, execution: Execution) -> list[dict[str, Any]]:
     from nbtrack.compare import diff_cells
 
     return diff_cells(plan.recorded_cells, [cell_source(c) for c in code_cells(execution.executed)])
-
-
-def announced_runs(path: Path) -> list[dict[str, Any]]:
-    """The runs a replay's kernel announced in its runs file, in order ([] when none or no file).
-
-    The format of :func:`nbtrack.track.handoff.announce_run`: one JSON object per line.
-
-    Example:
-        >>> announced_runs(Path("/nonexistent/runs.jsonl"))
-        []
-    """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    runs = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a kernel killed mid-write leaves at most a torn last line
-        if isinstance(entry, dict) and isinstance(entry.get("run_id"), str):
-            runs.append(entry)
-    return runs
 
 
 def find_replay_run(

@@ -16,11 +16,11 @@ from typing import Any
 from nbtrack import __version__, tags
 from nbtrack.capture.locate import NotebookLocation
 from nbtrack.config import NbtrackConfig
+from nbtrack.handoff import replay_context
 from nbtrack.models import SCHEMA_VERSION, Section, Snapshot
 from nbtrack.redact import Redactor, policy
 from nbtrack.track.active import ActiveRun
 from nbtrack.track.flags import data_status
-from nbtrack.track.handoff import replay_context
 
 #: Redacted sections kept by content: the environment and git sections repeat run after run.
 _MEMO_SIZE = 16

@@ -20,12 +20,12 @@ from nbtrack.capture.history import ExecutionHistory
 from nbtrack.capture.locate import NotebookLocation, find_project_root, locate_notebook
 from nbtrack.config import NbtrackConfig
 from nbtrack.errors import UsageError
+from nbtrack.handoff import announce_run
 from nbtrack.models import RunRecord, Section
 from nbtrack.redact import policy
 from nbtrack.tags import DATASET_OUTPUT, KERNEL_RUN_INDEX, SOURCE_NAME
 from nbtrack.track.active import ActiveRun
 from nbtrack.track.flags import produced_outputs, run_flags
-from nbtrack.track.handoff import announce_run
 from nbtrack.track.snapshot import SnapshotWriter, end_tags, replay_tags, start_tags
 from nbtrack.track.uploads import Listener, Uploads, UploadState
 

@@ -1,4 +1,5 @@
-"""What a replay and the kernel it starts tell each other, without searching the store.
+"""What a replay and the kernel it starts tell each other, without searching the store (the format
+both sides share: the tracker writes it, the replay's judge reads it).
 
 ``nbtrack replay`` starts the kernel with ``NBTRACK_REPLAY`` set to a JSON object: ``replay_of``
 (the original run), ``replay_id`` (this replay) and ``runs_file``, a file outside the project in
