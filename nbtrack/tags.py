@@ -44,10 +44,10 @@ REPLAY_ID = "nbtrack.replay_id"
 REPLAY_VERDICT = "nbtrack.replay.verdict"
 
 # --- the local spool (runs bound for a tracking server) ---------------------------------------------
-SYNC_STATE = "nbtrack.store.sync.state"
-SERVER_RUN_ID = "nbtrack.store.sync.server_run_id"
-LAST_ERROR = "nbtrack.store.sync.last_error"
-SYNC_TARGET = "nbtrack.store.sync.target"
+SYNC_STATE = "nbtrack.sync.state"
+SERVER_RUN_ID = "nbtrack.sync.server_run_id"
+LAST_ERROR = "nbtrack.sync.last_error"
+SYNC_TARGET = "nbtrack.sync.target"
 #: On the server copy: the spool run it was uploaded from (what makes an upload resumable).
 SPOOL_RUN_ID = "nbtrack.spool_run_id"
 #: Tags that describe the spool copy only, never copied to the server.

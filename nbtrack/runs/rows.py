@@ -57,6 +57,6 @@ def run_row(run: Any) -> dict[str, Any]:
         "metrics": dict(run.metrics),
         "params": dict(run.params),
         # A run of the local spool not (completely) on the tracking server yet, and why not.
-        "pending_upload": tags.get("nbtrack.store.sync.state") == "pending",
-        "upload_error": tags.get("nbtrack.store.sync.last_error") or None,
+        "pending_upload": tags.get("nbtrack.sync.state") == "pending",
+        "upload_error": tags.get("nbtrack.sync.last_error") or None,
     }

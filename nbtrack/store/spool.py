@@ -9,8 +9,8 @@ land there too and never wait for the network.
 SQLite commits are durable (its rollback journal, ``fsync`` on commit); the artifact files nbtrack
 logs are ``fsync``-ed before ``%track stop`` returns (:meth:`Spool.make_durable`).
 
-A spool run carries ``nbtrack.store.sync.state`` (``pending`` until the server has all of it, then
-``uploaded``) and, once the server run exists, ``nbtrack.store.sync.server_run_id``; the server run
+A spool run carries ``nbtrack.sync.state`` (``pending`` until the server has all of it, then
+``uploaded``) and, once the server run exists, ``nbtrack.sync.server_run_id``; the server run
 carries ``nbtrack.spool_run_id``, which is what makes an interrupted upload resumable without a
 duplicate.
 """
@@ -29,11 +29,11 @@ from urllib.parse import unquote, urlsplit
 from nbtrack.models import RunRecord
 from nbtrack.redact import strip_url_credentials
 
-SYNC_STATE = "nbtrack.store.sync.state"
-SERVER_RUN_ID = "nbtrack.store.sync.server_run_id"
-LAST_ERROR = "nbtrack.store.sync.last_error"
+SYNC_STATE = "nbtrack.sync.state"
+SERVER_RUN_ID = "nbtrack.sync.server_run_id"
+LAST_ERROR = "nbtrack.sync.last_error"
 SPOOL_RUN_ID = "nbtrack.spool_run_id"
-TARGET = "nbtrack.store.sync.target"
+TARGET = "nbtrack.sync.target"
 PENDING, UPLOADED = "pending", "uploaded"
 #: Tags that describe the spool copy only, never copied to the server.
 LOCAL_TAGS = (SYNC_STATE, SERVER_RUN_ID, LAST_ERROR, TARGET)
