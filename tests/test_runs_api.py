@@ -13,13 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, make_project, write_notebook
 from server_helpers import conforms
-from test_runs_service import TWIN_A, TWIN_B, make_run, track
+from test_runs_service import tracked_with_twins
 from tornado.httpclient import HTTPClientError
-
-from nbtrack.config import NbtrackConfig
-from nbtrack.store import MlflowStore
 
 NB = "proj/nb.ipynb"
 AMBIGUOUS = (
@@ -36,15 +32,7 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path, shell: Any, monkeypatch: pytest.MonkeyPatch) -> Project:
-    root = make_project(tmp_path / "root" / "proj", use_dvc=False)
-    nb = write_notebook(root / "nb.ipynb", ["1"])
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "nb")
-    monkeypatch.chdir(root)
-    first, second = track(shell, nb, "first"), track(shell, nb, "second")
-    store = MlflowStore.for_project(root, NbtrackConfig())
-    make_run(store, "twins", TWIN_A, "baseline")
-    make_run(store, "twins", TWIN_B, "tuned")
+    first, second = tracked_with_twins(shell, tmp_path / "root" / "proj", monkeypatch)
     return Project(tmp_path / "root", first, second)
 
 

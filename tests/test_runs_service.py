@@ -45,6 +45,21 @@ def track(shell: Any, nb: Path, name: str) -> str:
     return str(shell._nbtrack_tracker.last["run_id"])
 
 
+def tracked_with_twins(shell: Any, root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A committed project at ``root`` (the current directory) with two runs tracked by ``shell``
+    ("first", "second"), and two runs whose ids share the prefix ``3f2a9c``; the tracked ids."""
+    make_project(root, use_dvc=False)
+    nb = write_notebook(root / "nb.ipynb", ["1"])
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "nb")
+    monkeypatch.chdir(root)
+    first, second = track(shell, nb, "first"), track(shell, nb, "second")
+    store = MlflowStore.for_project(root, NbtrackConfig())
+    make_run(store, "twins", TWIN_A, "baseline")
+    make_run(store, "twins", TWIN_B, "tuned")
+    return first, second
+
+
 def one_line(err: str) -> str:
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -132,15 +147,7 @@ def test_cli_takes_prefixes_and_names_the_candidates_of_an_ambiguous_one(
     shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given two tracked runs, and two runs whose ids share a prefix
-    root = make_project(tmp_path / "proj", use_dvc=False)
-    nb = write_notebook(root / "nb.ipynb", ["1"])
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "nb")
-    monkeypatch.chdir(root)
-    first, second = track(shell, nb, "first"), track(shell, nb, "second")
-    store = MlflowStore.for_project(root, NbtrackConfig())
-    make_run(store, "twins", TWIN_A, "baseline")
-    make_run(store, "twins", TWIN_B, "tuned")
+    first, second = tracked_with_twins(shell, tmp_path / "proj", monkeypatch)
     # When a run is shown by the 8 characters nbtrack prints
     code, out, _ = cli(capsys, "show", first[:8])
     # Then it is that run
