@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbtrack.errors import NbtrackError
@@ -37,7 +39,9 @@ def _result(verdict: str, **changes: Any) -> dict[str, Any]:
         "experiment": "quickstart",
         "notebook": "notebooks/train.ipynb",
         "verdict": verdict,
-        "exit_code": {"REPRODUCED": 0, "DIVERGED": 1, "FAILED": 2, "CANNOT_REPLAY": 3}[verdict],
+        "exit_code": {"REPRODUCED": 0, "DIVERGED": 1, "FAILED": 2, "CANNOT_REPLAY": 3, "UNVERIFIED": 4}[
+            verdict
+        ],
         "message": "REPRODUCED: 2 metrics within tolerance",
         "replay_run_id": "9c41d2e3f4a5b6c7d8e9f0a1b2c3d4e5",
         "mode": "notebook",
@@ -188,6 +192,94 @@ def cannot_replay() -> dict[str, Any]:
     )
 
 
+def _figure_rows() -> dict[str, Any]:
+    """A real figure comparison: two small PNGs drawn in different colours."""
+    from PIL import Image, ImageDraw
+
+    from nbtrack.replay.outputs.images import compare_image
+
+    encoded = []
+    for colour in ("#1f77b4", "#d62728"):
+        image = Image.new("RGB", (120, 80), "white")
+        ImageDraw.Draw(image).line([(5, 70), (60, 10), (115, 50)], fill=colour, width=4)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    row = compare_image(*encoded)
+    row.pop("detail")
+    return {"cell": 7, "output": 1, "mime": "image/png", **row}
+
+
+def outputs_diverged() -> dict[str, Any]:
+    """A metric-less notebook whose printed result and figure changed (issue 13's fields)."""
+    return _result(
+        "DIVERGED",
+        run_id="c0ffee00c0ffee00c0ffee00c0ffee00",
+        run_name="walk",
+        message="DIVERGED: cell 3 (`import random`) output differs: stdout: 57.59 -> 52.17",
+        metrics=[],
+        params=[{"name": "n", "original": "100", "replayed": "50", "ok": True, "overridden": True}],
+        outputs=[],
+        parameters={"recorded": {"n": 100}, "overrides": {"n": 50}},
+        cell_outputs=[
+            {
+                "cell": 2,
+                "cell_id": "a1",
+                "source_head": "print(sum(range(10)))",
+                "ok": True,
+                "strict": False,
+                "outputs": 1,
+                "figures": 0,
+                "kinds": ["text"],
+                "detail": "",
+            },
+            {
+                "cell": 3,
+                "cell_id": "b2",
+                "source_head": "import random",
+                "ok": False,
+                "strict": False,
+                "outputs": 1,
+                "figures": 0,
+                "kinds": ["text"],
+                "detail": "stdout: 57.59 -> 52.17",
+            },
+            {
+                "cell": 7,
+                "cell_id": "c3",
+                "source_head": "plt.plot(walk, color=<colour>)",
+                "ok": False,
+                "strict": False,
+                "outputs": 2,
+                "figures": 1,
+                "kinds": ["image", "text"],
+                "detail": "figure differs (perceptual distance 0.352)",
+            },
+        ],
+        figures=[_figure_rows()],
+        skipped_outputs=[
+            {"cell": 1, "source_head": "%load_ext nbtrack", "reason": "nbtrack's own magics"},
+            {"cell": 4, "source_head": "print(time.time())", "reason": "tagged nbtrack:ignore-output"},
+        ],
+        evidence={"metrics": 0, "params": 0, "outputs": 0, "cell_outputs": 3, "figures": 1},
+        outputs_mode="check",
+        expected_errors=[{"cell": 5, "source_head": "1 / 0", "ename": "ZeroDivisionError"}],
+        nondeterministic=[{"kind": "cell_output", "cell": 3, "values": ["57.59", "52.17", "49.3"]}],
+    )
+
+
+def unverified() -> dict[str, Any]:
+    return _result(
+        "UNVERIFIED",
+        run_id="e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1",
+        message="UNVERIFIED: nothing could be compared (no metric, param, DVC output, cell output or figure)",
+        metrics=[],
+        params=[],
+        outputs=[],
+        evidence={"metrics": 0, "params": 0, "outputs": 0, "cell_outputs": 0, "figures": 0},
+    )
+
+
 def batch() -> list[dict[str, Any]]:
     return [reproduced(), diverged(), failed(), cannot_replay()]
 
@@ -312,6 +404,7 @@ def test_junit_keeps_odd_characters_and_drops_what_xml_cannot_hold(tmp_path: Pat
     assert "\x1b" not in (failure.text or "") and "[31m" not in (failure.text or "")
 
 
+@settings(deadline=None)  # a loaded 2-core machine is slow, not wrong
 @given(name=st.text(max_size=40), message=st.text(max_size=80))
 def test_junit_parses_whatever_text_a_run_carries(name: str, message: str) -> None:
     result = _result("CANNOT_REPLAY", run_name=name or None, message=message or "why")
@@ -323,6 +416,7 @@ def test_junit_parses_whatever_text_a_run_carries(name: str, message: str) -> No
 _PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Cn")), min_size=1, max_size=40)
 
 
+@settings(deadline=None)
 @given(name=_PRINTABLE, message=_PRINTABLE)
 def test_junit_round_trips_printable_names_and_messages(name: str, message: str) -> None:
     result = _result("CANNOT_REPLAY", run_name=name, message=message)
@@ -341,9 +435,11 @@ def test_junit_of_no_runs_is_an_empty_suite() -> None:
 
 
 def test_html_is_self_contained() -> None:
-    page = _Page(html_report(batch()))
-    # No scripts, no stylesheets or fonts fetched, no images or links leaving the page
-    assert not [t for t, _ in page.tags if t in ("script", "link", "iframe", "img", "object", "embed")]
+    page = _Page(html_report([*batch(), outputs_diverged()]))
+    # No scripts, no stylesheets or fonts fetched, no links leaving the page; figures are inline data
+    assert not [t for t, _ in page.tags if t in ("script", "link", "iframe", "object", "embed")]
+    images = [a.get("src") or "" for t, a in page.tags if t == "img"]
+    assert len(images) == 3 and all(src.startswith("data:image/png;base64,") for src in images)
     for tag, attrs in page.tags:
         for attr in ("src", "href", "action", "srcset"):
             value = (attrs.get(attr) or "").strip().lower()
@@ -557,3 +653,120 @@ def test_reports_do_not_change_the_results() -> None:
     before = copy.deepcopy(results)
     junit_xml(results), html_report(results), [format_result(r) for r in results]
     assert results == before
+
+
+# --- issue 13: evidence, UNVERIFIED, cell outputs, figures, nondeterminism -----------------------
+
+
+def test_junit_counts_an_unverified_replay_as_skipped_never_passed() -> None:
+    # Given a replay that could compare nothing, beside one that reproduced
+    root = ET.fromstring(junit_xml([reproduced(), unverified()]).encode("utf-8"))
+    (suite,) = root.iter("testsuite")
+    # Then CI sees it skipped, with why, and not among the passes
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
+        "2",
+        "0",
+        "0",
+        "1",
+    )
+    ok, case = suite.findall("testcase")
+    skipped = case.find("skipped")
+    assert skipped is not None and "nothing could be compared" in (skipped.get("message") or "")
+    assert case.find("failure") is None and case.find("error") is None and ok.find("skipped") is None
+    assert "compared: 0 metrics, 0 params, 0 DVC outputs, 0 cell outputs, 0 figures" in (
+        case.findtext("system-out") or ""
+    )
+
+
+def test_junit_divergence_of_cell_outputs_names_the_cells() -> None:
+    case = ET.fromstring(junit_xml([outputs_diverged()])).find("testsuite/testcase")
+    assert case is not None
+    failure = case.find("failure")
+    assert failure is not None
+    text = failure.text or ""
+    assert "cell 3 `import random`: stdout: 57.59 -> 52.17 [nondeterministic]" in text
+    assert "cell 7 `plt.plot(walk, color=<colour>)`: figure differs" in text
+    out = case.findtext("system-out") or ""
+    assert "compared: 0 metrics, 0 params, 0 DVC outputs, 3 cell outputs, 1 figure" in out
+    assert "expected error: cell 5 `1 / 0` raised ZeroDivisionError, as in the original" in out
+    assert "cell 3 output (57.59, 52.17, 49.3)" in out
+
+
+def test_html_shows_the_evidence_the_differing_cells_and_the_figures_side_by_side() -> None:
+    text = html_report([outputs_diverged()])
+    page = _Page(text)
+    # The evidence under the banner
+    assert "compared: 0 metrics, 0 params, 0 DVC outputs, 3 cell outputs, 1 figure" in page.visible
+    assert "no metrics logged: the cell outputs were compared" in page.visible
+    # The differing cells, by number, first line and what differs; the matching cell is not listed
+    cls, row = page.row("import random")
+    assert cls == "bad" and row.split()[0] == "3" and "stdout: 57.59 -> 52.17" in row
+    assert "nondeterministic" in row
+    assert not [r for r in page.rows if "print(sum(range(10)))" in r[1]]
+    assert "plt.plot(walk, color=<colour>)" in page.visible
+    # Each differing figure: original | replayed | difference, as inline PNGs
+    alts = [a.get("alt") for t, a in page.tags if t == "img"]
+    assert alts == ["original", "replayed", "difference"]
+    assert "cell 7, output 1 (image/png): perceptual distance" in page.visible
+    # Cells not compared are collapsed, with why
+    details = text[text.index("cell(s) not compared") - 40 :]
+    assert details.startswith("<details>") or "<details><summary>2 cell(s) not compared" in text
+    assert "tagged nbtrack:ignore-output" in page.visible
+    # Expected errors and the overridden param
+    assert "ZeroDivisionError" in page.row("1 / 0")[1] and "raised as in the original" in page.row("1 / 0")[1]
+    cls, row = page.row("100")
+    assert cls == "over" and "overridden" in row
+
+
+def test_html_leaves_out_a_thumbnail_that_is_not_base64() -> None:
+    result = outputs_diverged()
+    result["figures"][0]["replayed_png"] = '"><script>alert(1)</script>'
+    text = html_report([result])
+    assert "<script" not in text.lower()
+    assert [a.get("alt") for t, a in _Page(text).tags if t == "img"] == ["original", "difference"]
+
+
+def test_html_marks_a_nondeterministic_metric_and_colours_unverified() -> None:
+    result = diverged()
+    result["nondeterministic"] = [{"kind": "metric", "name": "accuracy", "values": [0.81, 0.79]}]
+    page = _Page(html_report([result]))
+    cls, row = page.row("relative tolerance")  # the header, then the metric rows
+    cls, row = next(r for r in page.rows if r[1].startswith("accuracy"))
+    assert cls == "bad" and "nondeterministic" in row
+    assert "Nondeterministic results" in page.visible and "metric accuracy (0.81, 0.79)" in page.visible
+    batch_page = _Page(html_report([result, unverified()]))
+    banners = [
+        a.get("class") for t, a in batch_page.tags if t == "div" and "banner" in (a.get("class") or "")
+    ]
+    assert "banner v-UNVERIFIED" in banners
+    assert "UNVERIFIED 1" in batch_page.visible
+
+
+def test_format_result_lists_evidence_differing_cells_and_expected_errors() -> None:
+    lines = format_result(outputs_diverged()).splitlines()
+    assert "  compared: 0 metrics, 0 params, 0 DVC outputs, 3 cell outputs, 1 figure" in lines
+    assert "  cell outputs that differ:" in lines
+    assert "    cell 3 `import random`: stdout: 57.59 -> 52.17 [nondeterministic]" in lines
+    assert "  expected error: cell 5 `1 / 0` raised ZeroDivisionError, as in the original" in lines
+    assert "    cell 3 output (57.59, 52.17, 49.3)" in lines
+    # The overridden param is shown as overridden, never among what matched
+    param = next(line for line in lines if line.startswith("  param"))
+    assert param.split()[1:4] == ["n", "100", "50"] and param.endswith("overridden")
+    assert "only the execution was checked" not in "\n".join(lines)
+
+
+def test_format_result_of_unverified_says_nothing_was_compared() -> None:
+    lines = format_result(unverified()).splitlines()
+    assert lines[0].startswith("UNVERIFIED  run e1e1e1e1…")
+    assert "  compared: 0 metrics, 0 params, 0 DVC outputs, 0 cell outputs, 0 figures" in lines
+
+
+def test_an_older_result_without_evidence_counts_it_from_its_rows() -> None:
+    # Given the JSON of a result written before issue 13 (no evidence, no cell output fields)
+    old = reproduced()
+    old["params"].append({"name": "seed", "original": "1", "replayed": "2", "ok": True, "overridden": True})
+    # Then every report counts what its rows hold, overridden params left out
+    evidence = "compared: 2 metrics, 1 param, 1 DVC output, 0 cell outputs, 0 figures"
+    assert f"  {evidence}" in format_result(old).splitlines()
+    assert evidence in _Page(html_report([old])).visible
+    assert evidence in (ET.fromstring(junit_xml([old])).findtext("testsuite/testcase/system-out") or "")

@@ -24,7 +24,9 @@ Groups, each run in a fresh interpreter of its own:
   (bench_cli.py);
 - ``remote``: ``%track stop`` against a real ``mlflow server``, time beyond the snapshot, target
   <= 20 ms (bench_remote.py);
-- ``replay``: ``nbtrack replay`` vs bare papermill, data restore vs copy (bench_replay.py).
+- ``replay``: ``nbtrack replay`` vs bare papermill, data restore vs copy (bench_replay.py);
+- ``outputs``: papermill + the cell-output comparison vs papermill alone on a 30-cell notebook with
+  3 figures, target <= 1.15x (bench_outputs.py).
 
 ``--quick`` shrinks every size (2,000 files, 64 MiB, 10,000 files instead of 100,000, 1,000 runs,
 fewer repetitions) to check the whole thing in a few minutes. The projects and the runs store are
@@ -46,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cli
 import bench_data
+import bench_outputs
 import bench_remote
 import bench_replay
 import bench_runs
@@ -53,7 +56,7 @@ import bench_track
 import fixtures
 from common import FULL, QUICK, Sizes, failed_row, in_child, machine_facts, markdown, table, write_report
 
-GROUPS = ("track", "data-main", "data-many", "runs", "cli", "remote", "replay")
+GROUPS = ("track", "data-main", "data-many", "runs", "cli", "remote", "replay", "outputs")
 
 
 def _plan(
@@ -72,6 +75,7 @@ def _plan(
         "cli": (lambda: fixtures.runs_store(cache, sizes.runs, sizes.notebooks), bench_cli.measure, ()),
         "remote": (lambda: fixtures.small_project(cache, sizes.notebooks), bench_remote.measure, (profile,)),
         "replay": (lambda: fixtures.replay_project(cache, sizes.big_mib), bench_replay.measure, ()),
+        "outputs": (lambda: bench_outputs.build(cache / "outputs"), bench_outputs.measure, ()),
     }
 
 

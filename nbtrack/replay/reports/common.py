@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
@@ -12,7 +13,15 @@ from nbtrack.replay.result import ReplayResult
 #: or the server's replay job hands it on.
 Result: TypeAlias = ReplayResult | Mapping[str, Any]
 
-VERDICTS = ("REPRODUCED", "DIVERGED", "FAILED", "CANNOT_REPLAY")
+VERDICTS = ("REPRODUCED", "UNVERIFIED", "DIVERGED", "FAILED", "CANNOT_REPLAY")
+#: What a verdict's evidence counts, as the reports name them (singular, plural).
+EVIDENCE = (
+    ("metrics", "metric", "metrics"),
+    ("params", "param", "params"),
+    ("outputs", "DVC output", "DVC outputs"),
+    ("cell_outputs", "cell output", "cell outputs"),
+    ("figures", "figure", "figures"),
+)
 SUITE = "nbtrack replay"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -168,11 +177,21 @@ def env_summary(env: Mapping[str, Any] | None) -> str:
         return reason if reason.startswith("not compared") else f"not compared ({reason or 'unavailable'})"
     py = env.get("python")
     counts = [len(env.get(key) or []) for key in ("changed", "added", "removed")]
-    if not py and not any(counts):
+    variables = _variables(env)
+    if not py and not any(counts) and not variables:
         return "no drift"
     parts = [f"python {py.get('a')} -> {py.get('b')}"] if py else []
     parts.append("{} changed, {} added, {} removed".format(*counts))
+    if variables:
+        parts.append(f"{len(variables)} environment variable(s) changed: " + ", ".join(variables))
     return ", ".join(parts)
+
+
+def _variables(env: Mapping[str, Any]) -> list[str]:
+    """The names of the environment variables that drifted (``compare.diff_variables``)."""
+    block = env.get("variables")
+    changed = block.get("changed") if isinstance(block, Mapping) else None
+    return [str(r.get("name")) for r in changed or [] if isinstance(r, Mapping)]
 
 
 def env_compared(result: ReplayResult) -> bool:
@@ -187,7 +206,16 @@ def env_rows(env: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     ]
     rows += [(str(r.get("name")), "", str(r.get("version")), "added") for r in env.get("added") or []]
     rows += [(str(r.get("name")), str(r.get("version")), "", "removed") for r in env.get("removed") or []]
+    block = env.get("variables")
+    for r in (block.get("changed") if isinstance(block, Mapping) else None) or []:
+        # Values as recorded (already redacted): a secret shows as [REDACTED], compared by keyed hash.
+        change = "variable changed" + (" (secret, compared by hash)" if r.get("secret") else "")
+        rows.append((f"${r.get('name')}", _shown(r.get("a")), _shown(r.get("b")), change))
     return rows
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None else str(value)
 
 
 def run_label(result: ReplayResult) -> str:
@@ -204,3 +232,96 @@ def mode_line(result: ReplayResult) -> str:
 def overrides(result: ReplayResult) -> str:
     overrides = (result.parameters or {}).get("overrides") or {}
     return ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+
+
+# --- issue 13: evidence, cell outputs, nondeterminism, expected errors ------------------------------
+
+
+def evidence_of(result: ReplayResult) -> dict[str, int]:
+    """How many results of each kind the replay compared: the result's own ``evidence``, or for an
+    older result (its JSON has none) counted from its rows; a ``-p`` overridden param is not evidence.
+
+    Example:
+        >>> evidence_of(ReplayResult("3f2a", metrics=[{"name": "acc"}]))["metrics"]
+        1
+    """
+    given = result.evidence if isinstance(result.evidence, Mapping) else {}
+    if given:
+        return {key: int(given.get(key) or 0) for key, _, _ in EVIDENCE}
+    cells = rows_of(result.cell_outputs)
+    figures = sum(int(c.get("figures") or 0) for c in cells)
+    return {
+        "metrics": len(rows_of(result.metrics)),
+        "params": sum(1 for p in rows_of(result.params) if not p.get("overridden")),
+        "outputs": len(rows_of(result.outputs)),
+        "cell_outputs": sum(int(c.get("outputs") or 0) for c in cells) - figures,
+        "figures": figures,
+    }
+
+
+def evidence_line(result: ReplayResult) -> str:
+    """``compared: 2 metrics, 1 param, 0 DVC outputs, 14 cell outputs, 3 figures``.
+
+    Example:
+        >>> evidence_line(ReplayResult("3f2a", metrics=[{"name": "acc"}]))
+        'compared: 1 metric, 0 params, 0 DVC outputs, 0 cell outputs, 0 figures'
+    """
+    counts = evidence_of(result)
+    parts = [f"{counts[key]} {one if counts[key] == 1 else many}" for key, one, many in EVIDENCE]
+    return "compared: " + ", ".join(parts)
+
+
+def differing_cells(result: ReplayResult) -> list[Mapping[str, Any]]:
+    """The compared code cells whose outputs differ from the original's."""
+    return [c for c in rows_of(result.cell_outputs) if not c.get("ok", True)]
+
+
+def cell_label(row: Mapping[str, Any], width: int = 60) -> str:
+    """``cell 3 `print(total)```: a cell as the user finds it in their notebook."""
+    head = clean(row.get("source_head") or "").strip()
+    head = head if len(head) <= width else head[: width - 1] + "…"
+    return f"cell {row.get('cell', '?')}" + (f" `{head}`" if head else "")
+
+
+def varied_label(row: Mapping[str, Any]) -> str:
+    """A result that varied between the replays of ``--repeat``, with its values."""
+    kind = str(row.get("kind") or "result")
+    if row.get("cell") is not None:  # "cell 3 output", "cell 7 figure"
+        label = f"cell {row['cell']} " + ("figure" if kind == "figure" else "output")
+    else:
+        label = f"{kind.replace('_', ' ')} {row.get('name') or '?'}"
+    values = [value_text(v) for v in row.get("values") or []]
+    shown = ", ".join(values[:6]) + (", …" if len(values) > 6 else "")
+    return label + (f" ({shown})" if shown else "")
+
+
+def nondeterministic_names(result: ReplayResult) -> tuple[set[str], set[int]]:
+    """The metric names and cell numbers marked nondeterministic (they varied between replays)."""
+    names, cells = set(), set()
+    for row in rows_of(result.nondeterministic):
+        if row.get("cell") is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                cells.add(int(row["cell"]))
+        elif row.get("name") is not None:
+            names.add(str(row["name"]))
+    return names, cells
+
+
+def expected_error_lines(result: ReplayResult) -> list[str]:
+    """Cells that raised in the original history and raised the same way in the replay."""
+    return [
+        f"{cell_label(e)} raised {clean(e.get('ename') or 'an error')}, as in the original"
+        for e in rows_of(result.expected_errors)
+    ]
+
+
+def cell_output_lines(result: ReplayResult) -> list[str]:
+    """One line per differing cell: ``cell 3 `print(total)`: stdout: 57.59 -> 52.17``."""
+    _, varied = nondeterministic_names(result)
+    lines = []
+    for row in differing_cells(result):
+        line = f"{cell_label(row)}: {clean(row.get('detail') or 'outputs differ')}"
+        if row.get("cell") in varied:
+            line += " [nondeterministic]"
+        lines.append(line)
+    return lines

@@ -9,16 +9,20 @@ from nbtrack.replay.reports.common import (
     SUITE,
     Result,
     as_result,
+    cell_output_lines,
     clean,
     columns,
     diff_table,
     env_rows,
     env_summary,
+    evidence_line,
+    expected_error_lines,
     failure_lines,
     mode_line,
     overrides,
     rows_of,
     run_label,
+    varied_label,
 )
 from nbtrack.replay.result import ReplayResult
 
@@ -42,6 +46,12 @@ def _system_out(result: ReplayResult) -> str:
     if result.view:
         lines.append(f"see the replay run: {result.view}")
     lines += [mode_line(result)] if result.mode else []
+    if result.verdict in ("REPRODUCED", "DIVERGED", "UNVERIFIED"):
+        lines.append(evidence_line(result))
+    lines += [f"expected error: {line}" for line in expected_error_lines(result)]
+    varied = [varied_label(r) for r in rows_of(result.nondeterministic)]
+    lines += ["nondeterministic (varied between the replays themselves):"] if varied else []
+    lines += [f"  {line}" for line in varied]
     if overrides(result):
         lines.append(f"parameters overridden: {overrides(result)}")
     risks = result.risks
@@ -65,15 +75,19 @@ def _divergence_text(result: ReplayResult) -> str:
     table = diff_table(result, hash_width=None)
     if table:
         lines += ["", *columns([("", "name", "original", "replayed", "difference"), *table], indent="")]
+    cells = cell_output_lines(result)
+    if cells:
+        lines += ["", "cell outputs that differ:", *(f"  {line}" for line in cells)]
     return "\n".join(lines)
 
 
 def junit_xml(results: Sequence[Result]) -> str:
     """One JUnit ``<testsuite>`` with a ``<testcase>`` per replayed run, for Jenkins and CI actions.
 
-    REPRODUCED passes; DIVERGED and FAILED are ``<failure>`` (the divergence table, or the failing
-    cell and exception); CANNOT_REPLAY is an ``<error>``. Risks, mode and environment drift go to the
-    test case's ``<system-out>``.
+    REPRODUCED passes; DIVERGED and FAILED are ``<failure>`` (the divergence table and differing
+    cell outputs, or the failing cell and exception); UNVERIFIED (nothing could be compared) is
+    ``<skipped>``, never a pass; CANNOT_REPLAY is an ``<error>``. Risks, mode, what was compared,
+    expected errors, nondeterministic results and environment drift go to ``<system-out>``.
 
     Example:
         >>> junit_xml([result]).splitlines()[2]  # doctest: +SKIP
@@ -81,7 +95,7 @@ def junit_xml(results: Sequence[Result]) -> str:
     """
     root = ET.Element("testsuites", name=SUITE)
     suite = ET.SubElement(root, "testsuite", name=SUITE)
-    failures = errors = 0
+    failures = errors = skipped = 0
     total = 0.0
     for result in map(as_result, results):
         seconds = float(result.duration_s) if isinstance(result.duration_s, int | float) else 0.0
@@ -105,11 +119,14 @@ def junit_xml(results: Sequence[Result]) -> str:
             failure = result.failure
             text = "\n".join(failure_lines(failure)) if isinstance(failure, Mapping) else message
             ET.SubElement(case, "failure", message=message, type=verdict).text = clean(text)
+        elif verdict == "UNVERIFIED":
+            skipped += 1
+            ET.SubElement(case, "skipped", message=message).text = message
         elif verdict != "REPRODUCED":
             errors += 1
             ET.SubElement(case, "error", message=message, type=clean(verdict)).text = message
         ET.SubElement(case, "system-out").text = clean(_system_out(result))
-    counts = {"tests": len(results), "failures": failures, "errors": errors, "skipped": 0}
+    counts = {"tests": len(results), "failures": failures, "errors": errors, "skipped": skipped}
     for element in (root, suite):
         for key, count in counts.items():
             element.set(key, str(count))

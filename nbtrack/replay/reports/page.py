@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from nbtrack import __version__
+from nbtrack.replay.reports.cells_html import (
+    CELLS_STYLE,
+    cells_html,
+    esc,
+    expected_html,
+    html_table,
+    metric_note,
+    varied_html,
+)
 from nbtrack.replay.reports.common import (
     LONG,
     VERDICTS,
     Result,
     as_result,
-    clean,
     env_compared,
     env_rows,
     env_summary,
+    evidence_line,
     number_text,
     output_change,
     overrides,
@@ -56,24 +63,11 @@ pre{white-space:pre-wrap;margin:.2rem 0}.diff{border:1px solid #d0d7de;border-ra
 """
 
 
-def _esc(value: Any) -> str:
-    return html.escape(clean(value))
+_esc, _table = esc, html_table
 
 
 def _verdict_class(verdict: str) -> str:
     return f"v-{verdict}" if verdict in VERDICTS else "v-UNKNOWN"
-
-
-def _table(header: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]], num: Sequence[int] = ()) -> str:
-    """An HTML table; each row is (tr class, already-escaped cells); ``num`` columns align right."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join(
-        (f'<tr class="{cls}">' if cls else "<tr>")
-        + "".join(f"<td{' class=num' if i in num else ''}>{c}</td>" for i, c in enumerate(cells))
-        + "</tr>"
-        for cls, cells in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _meta_html(result: ReplayResult) -> str:
@@ -91,6 +85,7 @@ def _meta_html(result: ReplayResult) -> str:
         ("environment", env.get(result.env, result.env or "-")),
         ("kernel", result.kernel or "-"),
         ("parameters overridden", overrides(result) or "none"),
+        ("cell outputs", result.outputs_mode or "check"),
         ("started", result.started or "-"),
         ("duration", f"{number_text(result.duration_s, '.1f') or '-'} s"),
         ("exit code", result.exit_code),
@@ -118,7 +113,10 @@ def _metrics_html(result: ReplayResult) -> str:
             number_text(m.get("difference"), "+.6g"),
         ]
         cells += [number_text(m.get("tolerance"), ".3g"), status]
-        rows.append(("" if ok else "bad", [f"<code>{_esc(m.get('name'))}</code>", *map(_esc, cells)]))
+        name = f"<code>{_esc(m.get('name'))}</code>{metric_note(result, m)}"
+        rows.append(("" if ok else "bad", [name, *map(_esc, cells)]))
+    if not rows and rows_of(result.cell_outputs):
+        return "<h3>Metrics</h3><p class=muted>no metrics logged: the cell outputs were compared</p>"
     if not rows:
         return "<h3>Metrics</h3><p class=muted>no metrics to compare: only the execution was checked</p>"
     header = ("metric", "original", "replayed", "difference", "relative tolerance", "")
@@ -234,15 +232,18 @@ def _result_html(result: ReplayResult, anchor: str) -> str:
         f'<section class="result" id="{anchor}">',
         f'<div class="banner {_verdict_class(verdict)}"><b>{_esc(verdict)}</b>',
         f"{_esc(reason_text(result))}</div>",
-        _meta_html(result),
     ]
+    if verdict in ("REPRODUCED", "DIVERGED", "UNVERIFIED"):
+        parts.append(f'<p class="evidence"><b>evidence</b> {_esc(evidence_line(result))}</p>')
+    parts.append(_meta_html(result))
     if risks:
         items = "".join(f"<li>{_esc(r)}</li>" for r in risks)
         parts.append(f'<div class="risks"><h3>⚠ Risks to this verdict</h3><ul>{items}</ul></div>')
     parts.append(_failure_html(result))
     if verdict != "CANNOT_REPLAY" or rows_of(result.metrics):
         parts.append(_metrics_html(result))
-    parts += [_params_html(result), _outputs_html(result)]
+    parts += [_params_html(result), _outputs_html(result), cells_html(result)]
+    parts += [varied_html(result), expected_html(result)]
     if verdict != "CANNOT_REPLAY" or env_compared(result):
         parts.append(_environment_html(result))
     parts += [_data_html(result), _code_html(result), "</section>"]
@@ -274,8 +275,10 @@ def _summary_html(results: Sequence[ReplayResult], anchors: Sequence[str]) -> st
 def html_report(results: Sequence[Result]) -> str:
     """One self-contained HTML page for people deciding whether to trust a replay.
 
-    Each run gets its verdict as a coloured banner, then its risks, metric / param / output tables,
-    failure, environment drift, data versions and the cell-level code diff; a batch opens with a
+    Each run gets its verdict as a coloured banner and what was compared (its evidence), then its
+    risks, metric / param / output tables, the cell outputs that differ (figures as original |
+    replayed | difference), results that varied between replays, expected errors, the failure,
+    environment drift, data versions and the cell-level code diff; a batch opens with a
     summary table linking to each run's section. Nothing is loaded from anywhere.
 
     Example:
@@ -290,7 +293,7 @@ def html_report(results: Sequence[Result]) -> str:
     parts = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>{_esc(title)}</title><style>{_STYLE}{CELLS_STYLE}</style></head><body>",
         "<h1>nbtrack replay</h1>",
         f'<p class="muted">{len(typed)} run(s) replayed; report by nbtrack {_esc(__version__)}</p>',
     ]

@@ -7,17 +7,26 @@ from collections.abc import Mapping
 from nbtrack.replay.reports.common import (
     Result,
     as_result,
+    cell_output_lines,
     columns,
     diff_table,
     env_compared,
     env_summary,
+    evidence_line,
+    expected_error_lines,
     failure_lines,
     mode_line,
     overrides,
     reason_text,
     rows_of,
     short_id,
+    varied_label,
 )
+from nbtrack.replay.result import ReplayResult
+
+_JUDGED = ("REPRODUCED", "DIVERGED", "UNVERIFIED")
+# Differing cells listed in the terminal; the HTML report lists them all.
+MAX_CELLS = 10
 
 # --- terminal ------------------------------------------------------------------------------------
 
@@ -31,6 +40,9 @@ def format_result(result: Result) -> str:
           accuracy 0.81 -> 0.79
                   name      original  replayed  difference
           metric  accuracy  0.81      0.79      -0.02 (relative tolerance 1e-09)
+          cell outputs that differ:
+            cell 3 `print(total)`: stdout: 57.59 -> 52.17
+          compared: 2 metrics, 1 param, 0 DVC outputs, 14 cell outputs, 3 figures
           environment: python 3.11.2 -> 3.12.1, 3 changed, 1 added, 0 removed
           mode notebook (the run was executed top to bottom); env current; kernel python3
           see the replay run: http://mlflow.example.com/#/experiments/1/runs/9c41…
@@ -55,8 +67,11 @@ def format_result(result: Result) -> str:
         n_metrics, n_outputs = len(rows_of(result.metrics)), len(rows_of(result.outputs))
         if n_metrics or n_outputs:
             lines.append(f"  {n_metrics} metric(s) within tolerance, {n_outputs} DVC output(s) identical")
-        else:
+        elif not rows_of(result.cell_outputs):
             lines.append("  no metrics or DVC outputs to compare: only the execution was checked")
+    lines += _outputs_lines(result)
+    if verdict in _JUDGED:
+        lines.append(f"  {evidence_line(result)}")
     if isinstance(result.failure, Mapping):
         failure = failure_lines(result.failure)
         lines += [f"  failure: {failure[0]}", *(f"  {line}" for line in failure[1:])]
@@ -73,3 +88,22 @@ def format_result(result: Result) -> str:
     if result.workspace:
         lines.append(f"  replay workspace kept at {result.workspace}")
     return "\n".join(lines)
+
+
+def _outputs_lines(result: ReplayResult) -> list[str]:
+    """Differing cell outputs, results that varied between replays, cells expected to raise."""
+    lines = []
+    differing = cell_output_lines(result)
+    if differing:
+        mode = result.outputs_mode or "check"
+        note = " (reported only: --outputs report)" if mode == "report" else ""
+        lines.append(f"  cell outputs that differ{note}:")
+        lines += [f"    {line}" for line in differing[:MAX_CELLS]]
+        if len(differing) > MAX_CELLS:
+            lines.append(f"    and {len(differing) - MAX_CELLS} more (see the HTML report)")
+    varied = [varied_label(r) for r in rows_of(result.nondeterministic)]
+    if varied:
+        lines.append("  nondeterministic (varied between the replays themselves):")
+        lines += [f"    {line}" for line in varied]
+    lines += [f"  expected error: {line}" for line in expected_error_lines(result)]
+    return lines
