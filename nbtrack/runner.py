@@ -95,11 +95,13 @@ def execute_notebook(
     start_timeout: int = 120,
     kernel_dirs: Sequence[Path] = (),
     on_cell: CellCallback | None = None,
+    announce_as: Path | None = None,
 ) -> dict[str, Any]:
     """Execute ``input_path`` with papermill, writing ``output_path``; returns the executed notebook.
 
     ``on_cell(done, total)`` is called after each cell (the replay's progress); ``kernel_dirs``
-    are extra kernelspec folders searched first.
+    are extra kernelspec folders searched first. ``announce_as`` is the notebook the kernel is told
+    it runs, when papermill is given a prepared copy of it (a replay's, with cells tagged).
 
     Raises:
         ExecutionFailed: a cell raised (the output notebook is still written, with the error).
@@ -113,14 +115,15 @@ def execute_notebook(
     _register_engine()
 
     input_path = input_path.resolve()
-    announce = {"input_path": str(input_path), "output_path": str(output_path.resolve()), "runner": "nbtrack"}
+    announced = (announce_as or input_path).resolve()
+    announce = {"input_path": str(announced), "output_path": str(output_path.resolve()), "runner": "nbtrack"}
     extra_env = {"NBTRACK_PAPERMILL": json.dumps(announce), **(env or {})}
     try:
         nb = papermill.execute_notebook(
             str(input_path),
             str(output_path),
             parameters=parameters or {},
-            cwd=str(cwd or input_path.parent),
+            cwd=str(cwd or announced.parent),
             kernel_name=kernel_name,
             progress_bar=progress_bar,
             start_timeout=start_timeout,
@@ -130,7 +133,7 @@ def execute_notebook(
         )
     except PapermillExecutionError as exc:
         raise ExecutionFailed(
-            f"cell {exc.cell_index} of {input_path.name} raised {exc.ename}: {exc.evalue}",
+            f"cell {exc.cell_index} of {announced.name} raised {exc.ename}: {exc.evalue}",
             cell_index=exc.cell_index,
             ename=exc.ename,
             evalue=exc.evalue,

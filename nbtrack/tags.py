@@ -37,6 +37,10 @@ DATA_STATUS = "nbtrack.data.status"
 OUT_OF_ORDER = "nbtrack.out_of_order"
 #: 1 for a kernel's first run, 2 for the next...: a replay matches its runs to the original's by it.
 KERNEL_RUN_INDEX = "nbtrack.kernel_run_index"
+#: One line naming the cell that failed a FAILED run and its exception (the whole in snapshot.json).
+FAILURE = "nbtrack.failure"
+#: On a run the notebook's own MLflow code started inside a tracked run: the tracked run's id.
+TRACKED_RUN = "nbtrack.tracked_run"
 
 # --- replays ----------------------------------------------------------------------------------------
 REPLAY_OF = "nbtrack.replay_of"

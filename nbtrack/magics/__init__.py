@@ -92,6 +92,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
         super().__init__(shell)
         self.tracker = tracker
         self.frontend = frontend or Frontend(tracker)
+        self._exit_handler = False
 
     @line_magic  # type: ignore[untyped-decorator]
     def track(self, line: str) -> None:
@@ -151,7 +152,8 @@ class TrackMagics(Magics):  # type: ignore[misc]
             self.tracker.history.paused = False
         failed = not result.success
         try:
-            summary = self._stop("FAILED" if failed else "FINISHED")
+            failure = _cell_failure(self.tracker, line, cell, result) if failed else None
+            summary = self._stop("FAILED" if failed else "FINISHED", failure=failure)
         except NbtrackError as exc:
             raise IPythonUsageError(f"%%track: {_one_line(exc)}") from exc
         self._show_card(summary)
@@ -169,6 +171,14 @@ class TrackMagics(Magics):  # type: ignore[misc]
             notebook=args.notebook,
             frontend_notebook=self.frontend.notebook_path(),
         )
+        if not self._exit_handler:
+            # After the start imported MLflow: the run a kernel leaves behind is ended by nbtrack
+            # (FAILED when its last cell raised), not by MLflow's exit handler.
+            from nbtrack.magics.exit import register
+
+            tracker, frontend = self.tracker, self.frontend
+            register(tracker, lambda status, **kw: stop_and_tell(tracker, frontend, status, **kw))
+            self._exit_handler = True
         if previous is not None:
             print(f"nbtrack: ended the previous run {previous['run_name']} ({previous['run_id']}) first")
         active = self.tracker.active
@@ -187,9 +197,9 @@ class TrackMagics(Magics):  # type: ignore[misc]
             for note in section.notes() if section.status == "ok" else []:
                 print(f"nbtrack: {name}: {note}")
 
-    def _stop(self, status: str = "FINISHED") -> dict[str, Any]:
+    def _stop(self, status: str = "FINISHED", failure: dict[str, Any] | None = None) -> dict[str, Any]:
         """End the active run with the editor's latest content; tell the panel either way."""
-        return stop_and_tell(self.tracker, self.frontend, status)
+        return stop_and_tell(self.tracker, self.frontend, status, failure=failure)
 
     def _show_run(self, run_id: str | None) -> None:
         from pathlib import Path
@@ -231,12 +241,19 @@ class TrackMagics(Magics):  # type: ignore[misc]
             self.tracker.on_upload(str(summary["run_id"]), finished)
 
 
-def stop_and_tell(tracker: Tracker, frontend: Frontend, status: str = "FINISHED") -> dict[str, Any]:
+def stop_and_tell(
+    tracker: Tracker,
+    frontend: Frontend,
+    status: str = "FINISHED",
+    *,
+    failure: dict[str, Any] | None = None,
+    ended_by: str | None = None,
+) -> dict[str, Any]:
     """``tracker.stop`` with the panel's live content, then ``run_finished`` to the panel (also when
     logging failed and the run ended FAILED)."""
     active = tracker.active
     try:
-        summary = tracker.stop(status, live=frontend.live)
+        summary = tracker.stop(status, live=frontend.live, failure=failure, ended_by=ended_by)
     except Exception:
         if active is not None and tracker.active is None:
             path = str(active.location.path) if active.location.path else None
@@ -244,6 +261,29 @@ def stop_and_tell(tracker: Tracker, frontend: Frontend, status: str = "FINISHED"
         raise
     frontend.send_run_finished(summary["run_id"], summary["status"], summary.get("notebook_path"))
     return summary
+
+
+def _cell_failure(tracker: Tracker, line: str, cell: str, result: Any) -> dict[str, Any] | None:
+    """The ``%%track`` cell that raised, as the run's failure (its number in the notebook file)."""
+    from nbtrack.capture.history import (
+        ExecutedCell,
+        describe_failure,
+        error_value,
+        first_line,
+        read_notebook_json,
+    )
+
+    error = result.error_in_exec or result.error_before_exec
+    active = tracker.active
+    if error is None or active is None:
+        return None
+    source = f"%%track {line}\n{cell}" if line.strip() else f"%%track\n{cell}"
+    executed = ExecutedCell(
+        result.execution_count, source, status="error", error=type(error).__name__, evalue=error_value(error)
+    )
+    failure = describe_failure(executed, read_notebook_json(active.location.path))
+    failure["source_head"] = first_line(cell) or failure["source_head"]
+    return failure
 
 
 def _print_status(status: dict[str, Any]) -> None:

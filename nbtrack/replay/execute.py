@@ -9,6 +9,7 @@ where its ``%track`` magics announce each run they start (:mod:`nbtrack.replay.j
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -19,12 +20,19 @@ from nbtrack.errors import CannotReplay
 from nbtrack.replay.plan import ReplayOptions, ReplayPlan
 from nbtrack.replay.workspace import Workspace
 
-__all__ = ["RUNS_FILE", "Execution", "Kernel", "execute", "kernel_environment", "pick_kernel"]
+__all__ = [
+    "RUNS_FILE",
+    "Execution",
+    "Kernel",
+    "execute",
+    "failure_info",
+    "kernel_environment",
+    "pick_kernel",
+    "read_outcome",
+]
 
 #: The file in the workspace's base folder (outside the project) where the kernel announces its runs.
 RUNS_FILE = "runs.jsonl"
-#: The tag of the markdown cells papermill adds to the output notebook of a failed execution.
-_PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 
 
 @dataclass
@@ -48,10 +56,18 @@ class Execution:
     output: Path
     #: The executed notebook, when papermill wrote one.
     executed: dict[str, Any] | None
-    #: Which cell raised and what (``cell``, ``execution_count``, ``source_head``, ``ename``, ``evalue``).
+    #: Which cell raised and what (``cell``: its number among the user's code cells, or None when
+    #: the user's notebook lacks it; ``execution_count``, ``source_head``, ``ename``, ``evalue``; in
+    #: history mode ``history_cell``; ``expected`` when the original raised another type there).
+    #: None when every cell ran, or raised only as it did in the original.
     failure: dict[str, Any] | None
     #: Where the kernel announced the runs it started.
     runs_file: Path
+    #: Cells that raised in the original and raised the same exception type again:
+    #: ``{"cell", "source_head", "ename"}``.
+    expected_errors: list[dict[str, Any]] = field(default_factory=list)
+    #: What the reader should know about expected errors (a cell that raised in the original, not now).
+    notes: list[str] = field(default_factory=list)
 
 
 def pick_kernel(plan: ReplayPlan, ws: Workspace, options: ReplayOptions) -> Kernel:
@@ -141,6 +157,7 @@ def execute(plan: ReplayPlan, ws: Workspace, kernel: Kernel, options: ReplayOpti
     target = ws.project / (plan.relpath or plan.file_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(plan.notebook_text())
+    source = _with_expected_errors(plan, ws, target)
     out_dir = ws.base / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / plan.file_name
@@ -149,10 +166,10 @@ def execute(plan: ReplayPlan, ws: Workspace, kernel: Kernel, options: ReplayOpti
         f"nbtrack replay: executing {plan.relpath or plan.file_name} with papermill (kernel {kernel.name})"
     )
     executed: dict[str, Any] | None = None
-    failure = None
+    failed: ExecutionFailed | None = None
     try:
         executed = execute_notebook(
-            target,
+            source,
             output,
             parameters={**plan.injected, **options.parameters},
             cwd=_recorded_cwd(plan, ws, target.parent),
@@ -161,12 +178,35 @@ def execute(plan: ReplayPlan, ws: Workspace, kernel: Kernel, options: ReplayOpti
             progress_bar=options.progress_bar,
             kernel_dirs=kernel.dirs,
             on_cell=options.on_progress,
+            announce_as=target if source != target else None,
         )
     except ExecutionFailed as exc:
-        failure = failure_info(output, exc)
+        failed = exc
     if executed is None and output.exists():
         executed = json.loads(output.read_text())
-    return Execution(output, executed, failure, runs_file)
+    history = plan.mode == "history"
+    failure, expected, notes = read_outcome(executed, failed, history=history, saved=plan.recorded_notebook)
+    for note in notes:
+        options.say(f"nbtrack replay: {note}")
+    return Execution(output, executed, failure, runs_file, expected, notes)
+
+
+def _with_expected_errors(plan: ReplayPlan, ws: Workspace, target: Path) -> Path:
+    """The notebook papermill executes: in notebook mode, the cells whose saved outputs hold an
+    error are tagged to raise the same exception again, in a copy outside the project (the file in
+    the project stays byte for byte the recorded one: git sees no change). History mode's cells
+    were tagged when the history became a notebook."""
+    from nbtrack.replay.notebooks import expect_recorded_errors
+
+    if plan.mode != "notebook":
+        return target
+    nb = copy.deepcopy(plan.notebook)
+    if not expect_recorded_errors(nb):
+        return target
+    prepared = ws.base / "in" / target.name
+    prepared.parent.mkdir(parents=True, exist_ok=True)
+    prepared.write_text(json.dumps(nb, indent=1))
+    return prepared
 
 
 def _recorded_cwd(plan: ReplayPlan, ws: Workspace, default: Path) -> Path:
@@ -182,35 +222,116 @@ def _recorded_cwd(plan: ReplayPlan, ws: Workspace, default: Path) -> Path:
 
 
 def failure_info(output: Path, exc: Any) -> dict[str, Any]:
-    """Which cell raised, from papermill's output notebook.
+    """Which cell raised, from papermill's output notebook: its number among the notebook's code
+    cells as the user numbers them (not papermill's index, which counts its injected-parameters
+    cell, nor the output's, which has papermill's error banners), its first line, its exception.
 
     Example:
         >>> failure_info(Path("missing.ipynb"), KeyError("TOKEN"))["ename"]
         'KeyError'
     """
-    from nbtrack.capture.notebook import cell_source
-
-    info: dict[str, Any] = {"cell": None, "execution_count": None, "source_head": None}
-    info.update(ename=getattr(exc, "ename", type(exc).__name__), evalue=getattr(exc, "evalue", str(exc)))
     try:
         nb = json.loads(output.read_text())
     except (OSError, ValueError):
-        return info
-    index = getattr(exc, "cell_index", None)
-    # papermill numbers the cells before it adds its two error markers (a banner on top, an anchor
-    # before the failing cell) to the output notebook.
-    cells = [
-        c
-        for c in nb.get("cells", [])
-        if _PAPERMILL_ERROR_TAG not in (c.get("metadata") or {}).get("tags", [])
-    ]
-    if index is None or not 0 <= index < len(cells):
-        return info
-    cell = cells[index]
-    source = cell_source(cell)
-    info.update(
-        cell=index + 1,
-        execution_count=cell.get("execution_count"),
-        source_head=next((line for line in source.splitlines() if line.strip()), ""),
-    )
-    return info
+        nb = None
+    failure, _, _ = read_outcome(nb if isinstance(nb, dict) else None, exc)
+    return failure or _bare_failure(exc)
+
+
+def read_outcome(
+    executed: dict[str, Any] | None, exc: Any, *, history: bool = False, saved: dict[str, Any] | None = None
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str]]:
+    """The failing cell (None when none), the expected errors and the notes, from the executed notebook.
+
+    A cell tagged to raise (:func:`~nbtrack.replay.notebooks.expected_error`) that raised the
+    expected type is an expected error; one that raised another type fails the replay; one that
+    ran without raising is noted. Any other error fails it (the first one). Cells are numbered
+    among the executed notebook's user cells; in ``history`` mode by the user's ``saved`` notebook
+    (None when the cell is not in it). papermill stops at an error it did not expect; the ``exc`` it
+    raised speaks only when no cell holds an error output (a kernel that died).
+
+    Example:
+        >>> read_outcome(None, None)
+        (None, [], [])
+    """
+    from nbtrack.capture.history import user_code_cells
+
+    if executed is None:
+        return (None if exc is None else _bare_failure(exc)), [], []
+    failure: dict[str, Any] | None = None
+    expected: list[dict[str, Any]] = []
+    notes: list[str] = []
+    users = {id(cell): i for i, cell in enumerate(user_code_cells(executed), start=1)}
+    for cell in executed.get("cells") or []:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        # papermill's injected cell and the cells the replay added have no number of the user's
+        number, row = _numbered(cell, users.get(id(cell)), history, saved)
+        error = _error_output(cell)
+        raises, expect = _expectation(cell)
+        if error is None:
+            if raises and expect and cell.get("execution_count") is not None:
+                notes.append(f"{_where(number, row)} raised {expect} in the original run, not in the replay")
+            continue
+        ename, evalue = str(error.get("ename") or "Exception"), str(error.get("evalue") or "")
+        if raises and expect in (None, ename):
+            expected.append({"cell": number, "source_head": row["source_head"], "ename": ename})
+        elif failure is None:
+            failure = {**row, "cell": number, "ename": ename, "evalue": evalue}
+            if raises:
+                failure["expected"] = expect
+                notes.append(f"{_where(number, row)} raised {ename} where the original raised {expect}")
+    if failure is None and exc is not None and not expected:
+        failure = _bare_failure(exc)  # papermill failed with no error in any cell (the kernel died)
+    return failure, expected, notes
+
+
+def _numbered(
+    cell: dict[str, Any], position: int | None, history: bool, saved: dict[str, Any] | None
+) -> tuple[int | None, dict[str, Any]]:
+    """The cell's number as the user sees it, and the failure row's facts about it. A history cell
+    is numbered by the user's saved notebook (by cell id, else source), and keeps its place in the
+    history as ``history_cell``."""
+    from nbtrack.capture.history import cell_text, first_line, user_cell_number
+
+    source = cell_text(cell)
+    row: dict[str, Any] = {"execution_count": cell.get("execution_count"), "source_head": first_line(source)}
+    if not history or position is None:
+        return position, row
+    row["history_cell"] = position
+    cell_id = ((cell.get("metadata") or {}).get("nbtrack") or {}).get("cell_id")
+    return user_cell_number(saved, source=source, cell_id=cell_id), row
+
+
+def _expectation(cell: dict[str, Any]) -> tuple[bool, str | None]:
+    from nbtrack.replay.notebooks import expected_error
+
+    return expected_error(cell)
+
+
+def _error_output(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """The cell's error output; ``SystemExit`` with no code or 0 is no error (as papermill has it)."""
+    for out in cell.get("outputs") or []:
+        if out.get("output_type") != "error":
+            continue
+        if out.get("ename") == "SystemExit" and str(out.get("evalue") or "") in ("", "0"):
+            continue
+        return dict(out)
+    return None
+
+
+def _where(number: int | None, row: dict[str, Any]) -> str:
+    if number is not None:
+        return f"cell {number}"
+    return f"the cell `{row['source_head'][:60]}`" if row.get("source_head") else "a cell"
+
+
+def _bare_failure(exc: Any) -> dict[str, Any]:
+    """What papermill said, when the notebook cannot tell which cell raised."""
+    return {
+        "cell": None,
+        "execution_count": None,
+        "source_head": None,
+        "ename": getattr(exc, "ename", type(exc).__name__),
+        "evalue": getattr(exc, "evalue", str(exc)),
+    }
