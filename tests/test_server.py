@@ -276,9 +276,10 @@ async def test_diff_of_two_runs(jp_fetch: Any, tracked: Tracked) -> None:
 
 
 async def test_recorded_notebook_is_untrusted_until_signed_here(
-    jp_fetch: Any, jp_serverapp: Any, tracked: Tracked
+    jp_fetch: Any, jp_serverapp: Any, tracked: Tracked, tmp_path: Path
 ) -> None:
     import nbformat
+    from conftest import download_all, store_client
 
     saved = await _get(jp_fetch, "runs", tracked.first, "notebook", kind="saved", **_nb(ROWS_NB))
     assert saved["name"] == "rows.run-" + tracked.first[:8] + ".ipynb" and saved["kind"] == "saved"
@@ -291,8 +292,12 @@ async def test_recorded_notebook_is_untrusted_until_signed_here(
     assert best["kind"] == "saved"
     history = await _get(jp_fetch, "runs", tracked.first, "notebook", kind="history", **_nb(ROWS_NB))
     assert history["name"].endswith(".history.ipynb") and history["content"]["nbformat"] == 4
-    # When this Jupyter's notary signs the recorded notebook, it opens trusted, cells marked
-    jp_serverapp.contents_manager.notary.sign(nbformat.reads(recorded, as_version=4))
+    # When this Jupyter's notary signs the recorded notebook (under papermill, the executed one, its
+    # outputs included: signing the input file trusts no output), it opens trusted, cells marked
+    files = download_all(store_client(tracked.project), tracked.first, tmp_path / "artifacts")
+    jp_serverapp.contents_manager.notary.sign(
+        nbformat.reads(files["nbtrack/notebook.ipynb"].decode(), as_version=4)
+    )
     signed = await _get(jp_fetch, "runs", tracked.first, "notebook", kind="saved", **_nb(ROWS_NB))
     assert signed["trusted"] is True
     assert all(c["metadata"]["trusted"] for c in signed["content"]["cells"] if c["cell_type"] == "code")

@@ -70,7 +70,11 @@ def test_tracked_run_matches_the_repository(tmp_path: Path) -> None:
     assert datasets["data/churn.csv"].digest == dvc_md5(root, "data/churn.csv")
     assert datasets["data/churn.csv"].source_type == "dvc"
     files = download_all(client, run.info.run_id, tmp_path / "artifacts")
-    assert files["nbtrack/notebook.ipynb"] == saved
+    # papermill: the input notebook as saved, and notebook.ipynb is what ran (injected cell, outputs)
+    assert files["nbtrack/notebook.input.ipynb"] == saved
+    executed_nb = nbformat.reads(files["nbtrack/notebook.ipynb"].decode(), as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed_nb.cells)
+    assert any(c.get("outputs") for c in executed_nb.cells if c.cell_type == "code")
     assert b"<html" in files["nbtrack/notebook.html"]
     history = nbformat.reads(files["nbtrack/history.ipynb"].decode(), as_version=4)
     nbformat.validate(history)
@@ -155,6 +159,6 @@ def test_same_run_against_a_real_mlflow_server(tmp_path: Path, mlflow_server: st
     datasets = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     assert datasets == {"data/churn.csv": dvc_md5(root, "data/churn.csv")}
     files = download_all(client, run.info.run_id, tmp_path / "artifacts")
-    assert files["nbtrack/notebook.ipynb"] == nb_path.read_bytes()
+    assert files["nbtrack/notebook.input.ipynb"] == nb_path.read_bytes()
     assert snapshot_of(files)["run"]["tracking_uri"] == mlflow_server
     assert not (root / ".nbtrack" / "mlflow.db").exists()

@@ -6,7 +6,10 @@ Methods are tried in order of reliability, and the one that answered is recorded
 2. ``frontend`` — the path the JupyterLab panel told the kernel over the ``nbtrack`` comm (kept
    current across renames, unlike ``JPY_SESSION_NAME``; see :mod:`nbtrack.magics.frontend`);
 3. ``papermill`` — the input notebook of a papermill run (``NBTRACK_PAPERMILL`` set by nbtrack's own
-   runner, else the ``papermill`` command line of the kernel's parent process);
+   runner, else the ``papermill`` command line of the kernel's parent process; relative paths are
+   resolved against the folder papermill started in, not its ``--cwd``);
+   ``nbconvert`` / ``jupyter-execute`` — the notebook on a ``jupyter nbconvert --execute`` or
+   ``jupyter execute`` command line (the one in the kernel's folder when it names several);
 4. ``jupyter-session`` — ``JPY_SESSION_NAME`` / ``__session__``, set by jupyter_server (absolute path;
    stale after a rename, so it must still exist);
 5. ``vscode`` — ``__vsc_ipynb_file__``, set by VS Code;
@@ -20,6 +23,7 @@ import json
 import os
 import shlex
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,14 @@ _PM_FLAGS = {
     "--version",
     "--help",
 }
+#: Commands that execute a notebook in a fresh kernel without saving it cell by cell.
+_EXECUTORS = {
+    "jupyter-nbconvert": "nbconvert",
+    "nbconvert": "nbconvert",
+    "jupyter-execute": "jupyter-execute",
+}
+#: Their options that take a value (its notebook-like value is no input).
+_NBCONVERT_VALUES = {"--output", "--output-dir", "--to", "--template", "--config", "--writer", "--post"}
 
 
 @dataclass
@@ -53,6 +65,8 @@ class NotebookLocation:
     method: str | None
     tried: list[str] = field(default_factory=list)
     papermill: dict[str, Any] | None = None
+    #: The ``jupyter nbconvert --execute`` / ``jupyter execute`` command that started the kernel.
+    executor: dict[str, Any] | None = None
 
     @property
     def why_unknown(self) -> str:
@@ -72,11 +86,79 @@ def find_project_root(start: Path) -> Path:
     return root or start.resolve()
 
 
+def _process(pid: int) -> tuple[list[str], Path] | None:
+    """A process's command line and current directory (None when /proc cannot tell)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a], cwd
+
+
+def _launch_dirs(pid: int, now: Path, cwd_option: str | None) -> list[Path]:
+    """Where a process that ``chdir``-ed to ``--cwd`` was started: the folders its relative paths
+    may be relative to, most reliable first.
+
+    papermill resolves its input and output against the folder it was started in, then runs in
+    ``--cwd`` (so ``/proc/PID/cwd`` is that folder by now): a relative ``--cwd`` is undone, else the
+    shell's ``PWD`` in its environment and its parent's folder are the candidates.
+    """
+    if cwd_option is None:
+        return [now]
+    dirs: list[Path] = []
+    rel = Path(cwd_option)
+    depth = len([p for p in rel.parts if p != "."])
+    if not rel.is_absolute() and ".." not in rel.parts and depth < len(now.parts):
+        dirs.append(now.parents[depth - 1] if depth else now)
+    with suppress(OSError, ValueError, IndexError):
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        pwd = next((e[4:].decode() for e in env if e.startswith(b"PWD=")), None)
+        if pwd:
+            dirs.append(Path(pwd))
+    with suppress(OSError, ValueError, IndexError):
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        dirs.append(Path(os.readlink(f"/proc/{ppid}/cwd")))
+    return list(dict.fromkeys(dirs))
+
+
+def _parse_papermill(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """papermill's positional arguments and its one-value options (``--cwd``, ...) from its argv."""
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-") and arg != "-":
+            if "=" in arg:
+                key, _, value = arg.partition("=")
+                options[key] = value
+                i += 1
+            elif arg in _PM_FLAGS:
+                options[arg] = ""
+                i += 1
+            elif arg in _PM_TWO:
+                i += 3
+            else:
+                if i + 1 < len(args):
+                    options[arg] = args[i + 1]
+                i += 2
+            continue
+        positional.append(arg)
+        i += 1
+    return positional, options
+
+
 def papermill_invocation(pid: int | None = None) -> dict[str, Any] | None:
     """Input/output notebooks of the papermill run that started this kernel, if one did.
 
-    nbtrack's own runner says so in ``NBTRACK_PAPERMILL`` (JSON); a plain ``papermill`` command is
-    read from the command line of the kernel's parent process.
+    nbtrack's own runner says so in ``NBTRACK_PAPERMILL`` (JSON, absolute paths); a plain
+    ``papermill`` command is read from the command line of the kernel's parent process, its
+    relative paths resolved against the folder papermill was started in (not ``--cwd``).
+
+    Example:
+        >>> papermill_invocation(os.getpid()) is None  # this process is no papermill
+        True
     """
     announced = os.environ.get("NBTRACK_PAPERMILL")
     if announced and pid is None:
@@ -87,41 +169,78 @@ def papermill_invocation(pid: int | None = None) -> dict[str, Any] | None:
         if isinstance(told, dict) and told.get("input_path"):
             return dict(told)
     pid = os.getppid() if pid is None else pid
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-    except OSError:
+    proc = _process(pid)
+    if proc is None:
         return None
-    argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    argv, now = proc
     start = next(
         (i + 1 for i, a in enumerate(argv) if Path(a).name == "papermill" or a.endswith("/papermill")),
         None,
     )
     if start is None:
         return None
-    positional: list[str] = []
-    i = start
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("-") and arg != "-":
-            if "=" in arg or arg in _PM_FLAGS:
-                i += 1
-            elif arg in _PM_TWO:
-                i += 3
-            else:
-                i += 2
-            continue
-        positional.append(arg)
-        i += 1
+    positional, options = _parse_papermill(argv[start:])
     if not positional:
         return None
-    info: dict[str, Any] = {"input_path": str((cwd / positional[0]).resolve())}
+    cwd_option = options.get("--cwd")
+    dirs = _launch_dirs(pid, now, cwd_option)
+    raw_in = positional[0]
+    base = next((d for d in dirs if (d / raw_in).is_file()), dirs[0] if dirs else now)
+    info: dict[str, Any] = {"input_path": str((base / raw_in).resolve())}
     if len(positional) > 1:
-        info["output_path"] = (
-            positional[1] if "://" in positional[1] else str((cwd / positional[1]).resolve())
-        )
+        out = positional[1]
+        info["output_path"] = out if "://" in out or out == "-" else str((base / out).resolve())
+    if cwd_option is not None:
+        info["cwd"] = cwd_option
+        info["launch_dir"] = str(base)
+    if "--no-request-save-on-cell-execute" in options:
+        info["saves_each_cell"] = False
     info["command"] = shlex.join(argv[start - 1 :])
     return info
+
+
+def _executor_inputs(tool: str, args: list[str]) -> list[str]:
+    """The notebooks named on an nbconvert / ``jupyter execute`` command line (values of options
+    such as ``--output x.ipynb`` excluded)."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg.startswith("-") or (i and args[i - 1] in _NBCONVERT_VALUES):
+            continue
+        if arg.endswith(".ipynb") or tool == "jupyter-execute":
+            found.append(arg if arg.endswith(".ipynb") else f"{arg}.ipynb")
+    return found
+
+
+def executor_invocation(kernel_cwd: Path, pid: int | None = None) -> dict[str, Any] | None:
+    """The notebook a ``jupyter nbconvert --execute`` / ``jupyter execute`` run gave this kernel.
+
+    Both run a notebook's kernel in the notebook's folder, which tells apart several notebooks on
+    one command line. ``input_path`` is None when it cannot be known (``candidates`` say which).
+
+    Example:
+        >>> executor_invocation(Path.cwd(), os.getpid()) is None  # this process is neither
+        True
+    """
+    proc = _process(os.getppid() if pid is None else pid)
+    if proc is None:
+        return None
+    argv, cwd = proc
+    tool, start = next(
+        ((_EXECUTORS[Path(a).name], i + 1) for i, a in enumerate(argv[:3]) if Path(a).name in _EXECUTORS),
+        (None, 0),
+    )
+    if tool is None:
+        return None
+    named = [(cwd / p).resolve() for p in _executor_inputs(tool, argv[start:])]
+    existing = [p for p in named if p.is_file()]
+    if len(existing) > 1:
+        existing = [p for p in existing if p.parent == kernel_cwd.resolve()]
+    return {
+        "tool": tool,
+        "input_path": str(existing[0]) if len(existing) == 1 else None,
+        "candidates": [str(p) for p in named],
+        "command": shlex.join(argv[start - 1 :]),
+    }
 
 
 def _server_sessions(timeout: float) -> Path | None:
@@ -175,6 +294,28 @@ def _explicit(raw: str, cwd: Path) -> Path:
     return path
 
 
+def _launch_notes(
+    papermill: dict[str, Any] | None,
+    executor: dict[str, Any] | None,
+    launcher: tuple[list[str], Path] | None = None,
+) -> list[str]:
+    """Why the command that started the kernel did not give the notebook, when it should have."""
+    notes = []
+    if papermill and papermill.get("cwd") is not None and not Path(papermill["input_path"]).is_file():
+        notes.append(
+            f"papermill --cwd {papermill['cwd']}: its input path is relative to the folder papermill "
+            "was started in, which is no longer known; give papermill an absolute input path"
+        )
+    if executor and executor["input_path"] is None:
+        notes.append(
+            f"{executor['tool']}: the kernel's notebook is none or several of {executor['candidates']}"
+        )
+    if launcher is not None and not any("ipykernel" in a or "jupyter" in a for a in launcher[0][:3]):
+        # e.g. nbclient's NotebookClient in a script: the notebook's path is nowhere in this process
+        notes.append(f"kernel started by `{shlex.join(launcher[0][:4])}`, which names no notebook")
+    return notes
+
+
 def locate_notebook(
     explicit: str | None = None,
     user_ns: dict[str, Any] | None = None,
@@ -197,20 +338,25 @@ def locate_notebook(
     ns = user_ns or {}
     tried: list[str] = []
     papermill = papermill_invocation()
+    # Before JPY_SESSION_NAME: a notebook executed from a server's terminal or a `!` cell inherits
+    # the session name of another notebook.
+    executor = executor_invocation(cwd) if papermill is None else None
 
     def found(raw: str | os.PathLike[str], method: str) -> NotebookLocation | None:
         path = Path(raw).expanduser()
         path = (cwd / path).resolve() if not path.is_absolute() else path.resolve()
         if path.is_file():
-            return NotebookLocation(path, method, tried, papermill)
+            return NotebookLocation(path, method, tried, papermill, executor)
         tried.append(f"{method}: {path} does not exist")
         return None
 
     if explicit:
-        return NotebookLocation(_explicit(explicit, cwd), "explicit", tried, papermill)
+        return NotebookLocation(_explicit(explicit, cwd), "explicit", tried, papermill, executor)
+    tried.extend(_launch_notes(papermill, executor))
     candidates: list[tuple[str, str | None]] = [
         ("frontend", str(frontend) if frontend else None),
         ("papermill", papermill["input_path"] if papermill else None),
+        (executor["tool"] if executor else "nbconvert", executor["input_path"] if executor else None),
         ("jupyter-session", os.environ.get("JPY_SESSION_NAME") or ns.get("__session__")),
         ("vscode", ns.get("__vsc_ipynb_file__")),
     ]
@@ -226,4 +372,6 @@ def locate_notebook(
             return hit
     else:
         tried.append("server-sessions: no Jupyter server knows this kernel")
-    return NotebookLocation(None, None, tried, papermill)
+    if papermill is None and executor is None:
+        tried.extend(_launch_notes(None, None, launcher=_process(os.getppid())))
+    return NotebookLocation(None, None, tried, papermill, executor)

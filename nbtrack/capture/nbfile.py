@@ -11,11 +11,17 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbtrack.errors import NotebookError, SnapshotError
+
+if TYPE_CHECKING:
+    from nbtrack.capture.locate import NotebookLocation
 
 
 def cell_source(cell: dict[str, Any]) -> str:
@@ -145,3 +151,85 @@ def notebook_bytes(nb: dict[str, Any]) -> bytes:
         [b'{', b' "cells": [],', b' "nbformat": 4', b'}']
     """
     return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+@dataclass
+class ExecutedCopy:
+    """The executed notebook of a headless run, as its executor had saved it (``notebook`` None when
+    there is none to keep; ``facts`` then say why)."""
+
+    facts: dict[str, Any]
+    raw: bytes = b""
+    notebook: dict[str, Any] | None = None
+
+
+def _is_live(nb: dict[str, Any]) -> bool:
+    """Whether papermill is still executing the notebook it saved (not a stale file of an earlier
+    run at the same path): its end time is unset, or a cell is marked running."""
+    meta = (nb.get("metadata") or {}).get("papermill")
+    if not isinstance(meta, dict):
+        return False
+    running = any(
+        ((c.get("metadata") or {}).get("papermill") or {}).get("status") == "running" for c in nb["cells"]
+    )
+    return running or ("end_time" in meta and meta["end_time"] is None)
+
+
+def executed_copy(location: NotebookLocation, cap: int, attempts: int = 5) -> ExecutedCopy:
+    """The executed notebook a papermill run has written so far (it saves the output notebook after
+    every cell: the injected parameters and the outputs up to the running cell).
+
+    nbconvert and ``jupyter execute`` write theirs only at the end, and a papermill output that is
+    no local file cannot be read back: then ``facts`` say so and the input is what is kept.
+
+    Example:
+        >>> executed_copy(NotebookLocation(Path("a.ipynb"), "explicit"), 10**8).facts  # doctest: +SKIP
+        {}
+    """
+    pm, executor = location.papermill, location.executor
+    if pm is None:
+        if executor is None:
+            return ExecutedCopy({})
+        return ExecutedCopy(
+            {
+                "source": executor["tool"],
+                "stored": False,
+                "reason": f"{executor['tool']} writes the executed notebook only when execution ends: "
+                "notebook.ipynb is the input and history.ipynb what ran",
+            }
+        )
+    out = str(pm.get("output_path") or "")
+    facts: dict[str, Any] = {"source": "papermill", "path": out or None, "stored": False}
+    if not out or out == "-" or "://" in out:
+        facts["reason"] = (
+            f"papermill's output {out or '(none)'} is no local file: notebook.ipynb is the input"
+        )
+        return ExecutedCopy(facts)
+    if pm.get("saves_each_cell") is False:
+        facts["reason"] = "papermill ran with --no-request-save-on-cell-execute: notebook.ipynb is the input"
+        return ExecutedCopy(facts)
+    path = Path(out)
+    for attempt in range(attempts):
+        try:
+            raw = read_notebook_bytes(path)
+            nb = parse_notebook(raw, out)
+            break
+        except NotebookError as exc:
+            # papermill may be rewriting the file (an autosave) at this very moment: read again
+            if attempt == attempts - 1:
+                facts["reason"] = f"{exc} (notebook.ipynb is the input)"
+                return ExecutedCopy(facts)
+            time.sleep(0.1 * (attempt + 1))
+    if not _is_live(nb):
+        facts["reason"] = (
+            f"{out} is not being executed by this papermill run (stale): notebook.ipynb is the input"
+        )
+        return ExecutedCopy(facts)
+    if len(raw) > cap:
+        facts["reason"] = (
+            f"the executed notebook is {len(raw)} bytes, over NbtrackConfig.notebook_max_bytes ({cap}): "
+            "notebook.ipynb is the input; raise it to keep executed notebooks"
+        )
+        return ExecutedCopy(facts)
+    facts.update(stored=True, size=len(raw), sha256=hashlib.sha256(raw).hexdigest(), cells=len(nb["cells"]))
+    return ExecutedCopy(facts, raw, nb)

@@ -28,6 +28,7 @@ from nbtrack.capture.locate import NotebookLocation
 from nbtrack.capture.nbfile import (
     cell_source,
     code_cells,
+    executed_copy,
     is_injected_parameters,
     notebook_bytes,
     parse_artifact,
@@ -141,8 +142,6 @@ class NotebookProvider:
     ) -> tuple[dict[str, Any] | None, str | None]:
         """The saved notebook's facts into ``data``, its file and HTML into ``files``; the parsed
         notebook (None when unknown or unreadable) and why it is unreadable."""
-        from nbtrack.capture.render import notebook_html  # only when a run stops (see render)
-
         path = self.location.path
         if path is None:
             data["path"] = None
@@ -166,15 +165,19 @@ class NotebookProvider:
         )
         over = _over_cap("notebook", len(raw), ctx.config.notebook_max_bytes)
         data["stored"] = over is None
-        if over is None:
-            # Kept byte for byte unless it holds a secret; then only those strings change.
-            safe, found = redactor.notebook(nb)
-            files["notebook.ipynb"] = notebook_bytes(safe) if found else raw
-            files["notebook.html"] = notebook_html(safe, title=path.name).encode()
-            if found:
-                redacted["notebook.ipynb"] = found
-        else:
+        if over is not None:
             data["stored_reason"] = over
+            return nb, None
+        ran = executed_copy(self.location, ctx.config.notebook_max_bytes)
+        data["executed"] = ran.facts
+        if ran.notebook is not None:
+            # What really ran (injected parameters, outputs so far) is notebook.ipynb; the file the
+            # run was given is kept beside it.
+            _keep(files, redacted, redactor, "notebook", ran.raw, ran.notebook, path.name)
+            _keep(files, redacted, redactor, "notebook.input", raw, nb, path.name)
+            self.parsed = ran.notebook
+            return ran.notebook, None
+        _keep(files, redacted, redactor, "notebook", raw, nb, path.name)
         return nb, None
 
     def _history(self, nb: dict[str, Any] | None, redactor: Redactor, redacted: Findings) -> bytes:
@@ -224,6 +227,26 @@ class NotebookProvider:
         else:
             entry["stored_reason"] = over
         return entry
+
+
+def _keep(
+    files: dict[str, bytes],
+    redacted: Findings,
+    redactor: Redactor,
+    stem: str,
+    raw: bytes,
+    nb: dict[str, Any],
+    title: str,
+) -> None:
+    """``<stem>.ipynb`` and its HTML rendering into ``files``: byte for byte unless it holds a secret
+    (then only those strings change)."""
+    from nbtrack.capture.render import notebook_html  # only when a run stops (see render)
+
+    safe, found = redactor.notebook(nb)
+    files[f"{stem}.ipynb"] = notebook_bytes(safe) if found else raw
+    files[f"{stem}.html"] = notebook_html(safe, title=title).encode()
+    if found:
+        redacted[f"{stem}.ipynb"] = found
 
 
 def _order(nb: dict[str, Any] | None, executed: Sequence[ExecutedCell]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +104,16 @@ class MlflowStore(StoreReads):
             return str(run.info.run_id)
 
     def end_active_run(self, run_id: str, status: str) -> None:
+        """End the tracked run: through MLflow's fluent API when it is the active run of this store,
+        else (the notebook's own runs above it, or MLflow pointed at another store) taken off the
+        fluent stack and ended through this store's client."""
         import mlflow
+
+        from nbtrack.store.adopt import detach
 
         with self._guard(f"ending run {run_id}"):
             active = mlflow.active_run()
-            if active is not None and active.info.run_id == run_id:
+            if active is not None and active.info.run_id == run_id and mlflow.get_tracking_uri() == self.uri:
                 try:
                     mlflow.end_run(status=status)  # leaves the fluent API's run stack, then ends it
                     return
@@ -115,6 +121,7 @@ class MlflowStore(StoreReads):
                     if not is_locked_error(exc):
                         raise
             # (end_run has already left the stack when its write found the database locked)
+            detach(run_id)
             retry_locked(lambda: self.client.set_terminated(run_id, status=status), f"ending run {run_id}")
 
     def log_params_and_tags(
@@ -127,6 +134,17 @@ class MlflowStore(StoreReads):
             new = [Param(k[:250], v[:6000]) for k, v in params.items() if k[:250] not in existing]
             run_tags = [RunTag(k, v[:8000]) for k, v in tags.items()]
             retry_locked(lambda: self.client.log_batch(run_id, params=new, tags=run_tags), "logging params")
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        """Log ``metrics`` (name -> value, step 0) in one batch."""
+        if not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k[:250], float(v), now, 0) for k, v in metrics.items()]
+        with self._guard(f"logging metrics of run {run_id}"):
+            retry_locked(lambda: self.client.log_batch(run_id, metrics=batch), "logging metrics")
 
     def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
         """Log ``files`` (name -> bytes) as artifacts under ``nbtrack/``, in one call."""

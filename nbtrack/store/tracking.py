@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nbtrack.models import RunRecord
+from nbtrack.store.adopt import FluentGuard
 from nbtrack.store.mlflow_store import MlflowStore
 from nbtrack.store.orphans import end_orphans_quietly, owner_tags
 from nbtrack.store.spool import Spool
@@ -48,6 +49,8 @@ class Tracking:
         self.target: MlflowStore | None = configured if configured.is_server else None
         self.spool: Spool | None = None
         self.store: MlflowStore = configured
+        #: Keeps the notebook's own MLflow calls working while a run is active (:mod:`.adopt`).
+        self.guard: FluentGuard | None = None
         if self.target is not None:
             self.spool = Spool.for_server(configured.uri, config)
             self.store = self.spool.store
@@ -138,18 +141,43 @@ class Tracking:
 
     def start_run(self, experiment_id: str, name: str | None, tags: dict[str, str]) -> str:
         """Start the active MLflow run with ``tags``, plus the owner tags (orphan detection) and, for a
-        spooled run, its upload state (pending); the kernel's MLflow calls then go to it."""
+        spooled run, its upload state (pending); the kernel's MLflow calls then go to it, and the
+        notebook's own ``start_run`` / ``set_tracking_uri`` / ``end_run`` follow
+        :mod:`nbtrack.store.adopt`'s rules until :meth:`end_run`."""
         run_tags = {**tags, **owner_tags()}
         if self.target is not None:
             run_tags.update({SYNC_STATE: PENDING, SYNC_TARGET: self.target.display_uri})
-        return self.store.start_active_run(experiment_id, name, run_tags)
+        run_id = self.store.start_active_run(experiment_id, name, run_tags)
+        aliases = (self.target.uri,) if self.target is not None else ()
+        guard = FluentGuard(
+            run_id,
+            self.store.uri,
+            experiment_id,
+            named=name is not None,
+            aliases=aliases,
+            client=self.store.client,
+        )
+        guard.install()
+        self.guard = guard
+        return run_id
+
+    def mlflow_facts(self) -> dict[str, Any]:
+        """What the notebook's own MLflow code did during the active run (adopted ``start_run``
+        calls, its own runs and their store), for the snapshot; empty when nothing."""
+        return self.guard.facts() if self.guard is not None else {}
 
     def end_run(self, run_id: str, status: str) -> None:
-        """End the active run; the kernel's MLflow calls go to the server again after a spooled one."""
+        """End the active run; the kernel's MLflow calls go to the server again after a spooled one,
+        unless the notebook pointed MLflow elsewhere itself (that choice stays)."""
+        guard, self.guard = self.guard, None
+        user_uri = guard.user_uri if guard is not None else None
         try:
+            if guard is not None:
+                guard.remove()
             self.store.end_active_run(run_id, status)
         finally:
-            self._point_mlflow_at_target()
+            if user_uri is None:
+                self._point_mlflow_at_target()
 
     def discard(self, run_id: str) -> None:
         """End a run FAILED and move it to MLflow's trash (a run whose start could not be logged:

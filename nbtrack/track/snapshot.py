@@ -82,7 +82,8 @@ def run_entry(active: ActiveRun, *, phase: str, status: str | None = None) -> di
     """The snapshot's ``run`` entry (before redaction; without the tracking URI).
 
     Besides the run's identity it keeps the facts that are not MLflow tags: the project, how the
-    notebook was found, the papermill invocation, the replay that started the kernel.
+    notebook was found, the papermill (or nbconvert) invocation, the replay that started the kernel,
+    what the notebook's own MLflow code did (:mod:`nbtrack.store.adopt`).
     """
     location = active.location
     run: dict[str, Any] = {
@@ -100,8 +101,14 @@ def run_entry(active: ActiveRun, *, phase: str, status: str | None = None) -> di
     }
     if location.papermill:
         run["papermill"] = dict(location.papermill)
+    if location.executor:
+        run["executor"] = dict(location.executor)
     if active.tracking.spool is not None:
         run["spool"] = str(active.tracking.spool.folder)
+    mlflow_facts = active.tracking.mlflow_facts()
+    if mlflow_facts:
+        # The notebook's own MLflow code: start_run calls adopted, its own runs and where they went
+        run["mlflow"] = mlflow_facts
     replay = replay_context()
     if replay.get("replay_of"):
         run.update(replay_of=replay["replay_of"], replay_id=replay.get("replay_id", ""))
