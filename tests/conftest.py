@@ -38,6 +38,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    # The environment section's hash key (and notebook signatures) live in the Jupyter data folder.
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("NBTRACK_SPOOL_DIR", str(tmp_path / "spool"))  # runs bound for a server
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")

@@ -56,6 +56,7 @@ def test_python_platform_hardware(tmp_path: Path) -> None:
     assert py["implementation"] == platform.python_implementation()
     assert py["executable"] == sys.executable
     assert py["in_virtualenv"] is (sys.prefix != sys.base_prefix)
+    assert py["compiler"] == platform.python_compiler() and py["build"] == ", ".join(platform.python_build())
     assert data["platform"]["system"] == platform.system()
     assert data["platform"]["machine"] == platform.machine()
     assert data["platform"]["platform"].startswith(f"{platform.system()}-{platform.release()}")
@@ -190,6 +191,7 @@ def test_secret_env_vars_redacted_everywhere(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:Db-pa55word-987@db.internal:5432/app")
     monkeypatch.setenv("MYCO_THING", "private-value-456")
     monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))  # the hash key's folder
     data, files = _capture(tmp_path, NbtrackConfig(redact_env_patterns=["MYCO_*"]))
     env = data["env_vars"]
     assert env["MY_SERVICE_TOKEN"] == REDACTED
@@ -199,3 +201,7 @@ def test_secret_env_vars_redacted_everywhere(tmp_path: Path, monkeypatch: pytest
     everything = json.dumps(data) + b"".join(files.values()).decode()
     for secret in ("s3cr3t-value-123", "Db-pa55word-987", "private-value-456"):
         assert secret not in everything
+    # every value, secrets included, is also kept as a keyed hash (comparable, not reversible)
+    hashes = data["env_hashes"]["hashes"]
+    assert set(hashes) == set(env) and len(hashes["MY_SERVICE_TOKEN"]) == 32
+    assert (tmp_path / "jupyter-data" / "nbtrack" / "environment.key").is_file()

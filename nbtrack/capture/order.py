@@ -93,10 +93,37 @@ def check_execution(nb: dict[str, Any], executed: Sequence[ExecutedCell]) -> Exe
     missing = sum(1 for pos in positions[start:] if pos is None)
     if missing:
         reasons.append(f"{missing} executed cell(s) are not in the saved notebook")
-    by_count = {ex.execution_count: ex.source for ex in executed if ex.execution_count}
-    edited = [
-        i + 1
-        for i, c in enumerate(cells)
-        if c.get("execution_count") in by_count and by_count[c["execution_count"]] != sources[i]
-    ]
-    return ExecutionCheck(bool(reasons), reasons[:20], edited, missing)
+    return ExecutionCheck(bool(reasons), reasons[:20], _edited(cells, sources, executed), missing)
+
+
+def _edited(cells: list[dict[str, Any]], sources: list[str], executed: Sequence[ExecutedCell]) -> list[int]:
+    """Code cells (1-based) whose saved source is not what this kernel last ran for them.
+
+    With cell ids (JupyterLab sends them), a cell is edited when the kernel last ran that cell with
+    another source. Without (papermill, nbclient), the execution count is the link, and it is only
+    evidence when it is this kernel's: a file whose counts come from another session (a published
+    notebook run through papermill, whose injected cell shifts every count) shows count N on a cell
+    while the kernel's count N ran *another* cell of the notebook. So a cell is edited when the source
+    the kernel ran as its count is nowhere in the notebook any more.
+
+    Example:
+        >>> cells = [{"source": "a = 1", "execution_count": 2}, {"source": "b = 2", "execution_count": 1}]
+        >>> _edited(cells, ["a = 1", "b = 2"], [ExecutedCell(1, "a = 1"), ExecutedCell(2, "b = 2")])
+        []
+        >>> _edited(cells, ["a = 1", "b = 2"], [ExecutedCell(1, "b = 1")])
+        [2]
+    """
+    last_by_id = {ex.cell_id: ex.source for ex in executed if ex.cell_id}
+    by_count: dict[Any, ExecutedCell] = {ex.execution_count: ex for ex in executed if ex.execution_count}
+    present = set(sources)
+    edited = []
+    for i, cell in enumerate(cells):
+        if cell.get("id") in last_by_id:
+            if last_by_id[cell["id"]] != sources[i]:
+                edited.append(i + 1)
+            continue
+        ran = by_count.get(cell.get("execution_count"))
+        # (a count the kernel gave a cell with an id is another cell's: this one's id was not run)
+        if ran is not None and ran.cell_id is None and ran.source not in present:
+            edited.append(i + 1)
+    return edited

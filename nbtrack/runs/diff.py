@@ -80,6 +80,9 @@ def format_diff(d: dict[str, Any]) -> str:
     env_rows = [] if env.get("available") else [env.get("reason", "")]
     if env.get("python"):
         env_rows.append(f"python: {env['python']['a']} -> {env['python']['b']}")
+    for r in (env.get("variables") or {}).get("changed") or []:
+        # As recorded (already redacted): a changed secret shows [REDACTED] on both sides.
+        env_rows.append(f"${r['name']}: {r.get('a') or 'unset'} -> {r.get('b') or 'unset'}")
     env_rows += [f"{r['name']}: {r['a']} -> {r['b']}" for r in env.get("changed", [])]
     env_rows += [f"+ {r['name']}=={r['version']}" for r in env.get("added", [])]
     env_rows += [f"- {r['name']}=={r['version']}" for r in env.get("removed", [])]

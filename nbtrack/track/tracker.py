@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbtrack.capture.base import CaptureContext, run_provider
-from nbtrack.capture.history import ExecutionHistory
+from nbtrack.capture.history import ExecutionHistory, describe_failure, failure_line, read_notebook_json
 from nbtrack.capture.locate import NotebookLocation, find_project_root, locate_notebook
 from nbtrack.config import NbtrackConfig
 from nbtrack.errors import UsageError
 from nbtrack.handoff import announce_run
 from nbtrack.models import RunRecord, Section
 from nbtrack.redact import policy
-from nbtrack.tags import DATASET_OUTPUT, KERNEL_RUN_INDEX, SOURCE_NAME
+from nbtrack.tags import DATASET_OUTPUT, FAILURE, KERNEL_RUN_INDEX, SOURCE_NAME
 from nbtrack.track.active import ActiveRun
 from nbtrack.track.flags import produced_outputs, run_flags
 from nbtrack.track.snapshot import SnapshotWriter, end_tags, replay_tags, start_tags
@@ -127,11 +127,21 @@ class Tracker:
         self._log_start(active, files)
         return active, previous
 
-    def stop(self, status: str = "FINISHED", live: LiveNotebook | None = None) -> dict[str, Any]:
+    def stop(
+        self,
+        status: str = "FINISHED",
+        live: LiveNotebook | None = None,
+        *,
+        failure: dict[str, Any] | None = None,
+        ended_by: str | None = None,
+    ) -> dict[str, Any]:
         """Take the end snapshot, log it, end the run; returns the run card's summary.
 
         ``live`` is the latest editor content the panel sent; it is recorded when it arrived during
-        this run and is of this run's notebook (the snapshot says why not otherwise).
+        this run and is of this run's notebook (the snapshot says why not otherwise). ``failure``
+        (:meth:`failure`) names the cell that failed the run: it goes into the snapshot's ``run``
+        entry and the ``nbtrack.failure`` tag; ``ended_by`` says who ended a run that no
+        ``%track stop`` ended (``kernel exit``).
         """
         active = self.active
         if active is None:
@@ -141,6 +151,8 @@ class Tracker:
         try:
             run, files = self._capture_end(active, live)
             snapshot = self._snapshots.snapshot(active, phase="end", status=status)
+            if failure is not None or ended_by is not None:
+                self._record_end(active, snapshot, failure, ended_by)
             files["snapshot.json"] = snapshot.to_json().encode()
             active.store.log_files(active.run_id, files)
             tracking.make_durable(run)  # before the end commit that makes a spooled run pending
@@ -162,6 +174,20 @@ class Tracker:
             summary["upload"] = upload
         self.last, self.last_store = summary, active.store
         return summary
+
+    def failure(self) -> dict[str, Any] | None:
+        """The cell that failed the active run, else None: the last cell the kernel finished raised,
+        and it ran after ``%track start`` (see :func:`~nbtrack.capture.history.describe_failure`).
+
+        Example:
+            >>> tracker.failure()  # doctest: +SKIP
+            {'cell': 3, 'execution_count': 4, 'source_head': "x = d['a']", 'ename': 'KeyError', ...}
+        """
+        active = self.active
+        cell = None if active is None else self.history.last_failure(active.cells_completed_at_start)
+        if active is None or cell is None:
+            return None
+        return describe_failure(cell, read_notebook_json(active.location.path))
 
     def status(self) -> dict[str, Any]:
         """The active run and what was captured so far (sections present or absent, and why)."""
@@ -283,8 +309,10 @@ class Tracker:
     ) -> tuple[RunRecord, dict[str, bytes]]:
         """Capture the end sections and log params and end tags; returns the run and the files to log."""
         from nbtrack.capture.data import DataProvider
+        from nbtrack.capture.environment import note_variables_read
         from nbtrack.capture.notebook import NotebookProvider, live_for_run
         from nbtrack.capture.parameters import ParametersProvider, param_string
+        from nbtrack.capture.results import shown_results
 
         executed = self._executed()
         live, live_reason = live_for_run(live, active.cells_completed_at_start, active.location.path)
@@ -307,6 +335,15 @@ class Tracker:
             active.sections.update(notebook=notebook, parameters=parameters)
             results = {"metrics": dict(run.metrics), "params": dict(run.params)}
             active.sections["results"] = Section("results", "ok", None, results)
+            # What the notebook showed (`nbtrack:result` cells, scrapbook scraps): metrics and
+            # nbtrack/results/ files, never over a metric the user logged; and the environment
+            # variables its code read, whose drift a replay reports (nbtrack.capture.results).
+            shown = shown_results(live.notebook if live else saved.parsed, executed, run.metrics)
+            store.log_metrics(active.run_id, shown.metrics)
+            run.metrics.update(shown.metrics)
+            results.update(metrics=dict(run.metrics), shown=shown.summary)
+            files.update(shown.files)
+            note_variables_read(active.sections.get("environment"), saved.parsed, executed)
             # The end tags need only the start's data section: logged while the check runs.
             params = {k: param_string(v) for k, v in parameters.data.get("values", {}).items()}
             store.log_params_and_tags(active.run_id, params, end_tags(active.sections), run.params)
@@ -314,6 +351,19 @@ class Tracker:
         if start_data is not None and after is not None:
             self._log_produced(active, start_data, after)
         return run, files
+
+    def _record_end(
+        self, active: ActiveRun, snapshot: Any, failure: dict[str, Any] | None, ended_by: str | None
+    ) -> None:
+        """How the run ended, beyond its status: in the snapshot's ``run`` entry, and the failing
+        cell as the ``nbtrack.failure`` tag (what a listing shows). Redacted: a message can quote
+        a secret."""
+        if ended_by is not None:
+            snapshot.run["ended_by"] = ended_by
+        if failure is not None:
+            clean = policy(self.config).tree(dict(failure))
+            snapshot.run["failure"] = clean
+            active.store.set_tags(active.run_id, {FAILURE: failure_line(clean)})
 
     def _log_produced(self, active: ActiveRun, before: Section, after: Section) -> None:
         """Record what the run wrote into DVC outputs: in the snapshot, and as ``output`` datasets."""
