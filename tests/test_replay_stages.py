@@ -25,7 +25,7 @@ from nbtrack.handoff import announce_run
 from nbtrack.replay.judge import announced_runs, find_replay_run
 from nbtrack.replay.reports import format_result, html_report, junit_xml
 from nbtrack.replay.result import ReplayResult
-from nbtrack.replay.verdict import DIVERGED, FAILED, REPRODUCED, compare_metrics, decide
+from nbtrack.replay.verdict import DIVERGED, FAILED, REPRODUCED, UNVERIFIED, compare_metrics, decide
 from nbtrack.runner import execute_notebook
 from nbtrack.store import MlflowStore
 
@@ -280,6 +280,9 @@ def test_decide_names_the_failing_cell_the_missing_run_or_what_differs() -> None
     metrics = compare_metrics({"acc": 0.8}, {"acc": 0.7})
     assert decide(None, True, metrics, [], []) == (DIVERGED, "acc 0.8 -> 0.7")
     assert decide(None, True, compare_metrics({"acc": 0.8}, {"acc": 0.8}), [], [])[0] == REPRODUCED
+    # issue 13: nothing compared is no pass
+    verdict, message = decide(None, True, [], [], [])
+    assert verdict == UNVERIFIED and "nothing could be compared" in message
 
 
 def test_reports_take_the_typed_result_or_its_json_alike() -> None:

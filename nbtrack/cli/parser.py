@@ -14,7 +14,7 @@ RUN_ID_HELP = "a run id, or its first 6+ characters as `nbtrack runs` lists them
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors exit 64 (EX_USAGE), apart from replay's verdict codes 0-3."""
+    """Usage errors exit 64 (EX_USAGE), apart from replay's verdict codes 0-4."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -63,15 +63,35 @@ def _add_reading(sub: Any) -> None:
     diff.add_argument("--json", action="store_true", help="the structured diff as JSON")
 
 
+REPLAY_EPILOG = """\
+verdicts and exit codes:
+  0  REPRODUCED     everything compared matches the original; the message names what was
+                    compared (metrics, params, DVC outputs, cell outputs, figures)
+  1  DIVERGED       a metric, param, DVC output or cell output differs (naming it), or a result
+                    varied between the --repeat replays (a chance pass is no pass)
+  2  FAILED         a cell raised (one that raised the same way in the original does not count)
+  3  CANNOT_REPLAY  the replay could not start (run, data or artifact missing)
+  4  UNVERIFIED     it ran, but nothing could be compared: log a metric, tag a result cell
+                    `nbtrack:result`, or keep the outputs in the saved notebook
+  64 usage error
+a batch exits with the code of its worst replay: 3, then 2, 1, 4, 0.
+
+cell outputs: each code cell's outputs in the original's executed notebook are compared with the
+replay's (text normalized, numbers within the tolerance, tables as tables, figures perceptually).
+Cell tags: `nbtrack:ignore-output` (not compared: a timing cell), `nbtrack:strict-output` (exact).
+"""
+
+
 def _add_replay(sub: Any) -> None:
     rp = sub.add_parser(
         "replay",
         help="re-execute a run on its recorded code, parameters and data; say whether it reproduced",
         description=(
             "Re-execute a tracked run in an isolated workspace (recorded commit + diff, DVC data at the "
-            "recorded version) through papermill, and compare the results. Exit codes: 0 reproduced, "
-            "1 diverged, 2 failed to execute, 3 cannot replay, 64 usage error."
+            "recorded version) through papermill, and compare the results with the original's."
         ),
+        epilog=REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rp.add_argument("run_id", nargs="?", help=f"the run to replay: {RUN_ID_HELP} (or --experiment NAME)")
     rp.add_argument(
@@ -113,6 +133,21 @@ def _add_replay_checks(rp: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=REL",
         help="relative tolerance for one metric (repeatable)",
+    )
+    rp.add_argument(
+        "--outputs",
+        choices=("check", "report", "ignore"),
+        default="check",
+        help="cell outputs: check (differences make DIVERGED, the default), report (listed only, "
+        "never DIVERGED), ignore (not compared)",
+    )
+    rp.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replay N times and report the results that vary between the replays (nondeterministic); "
+        "a varying result makes the verdict DIVERGED even where it matched the original",
     )
     rp.add_argument("--kernel", help="kernel to execute with (default: the notebook's, else python3)")
     rp.add_argument(

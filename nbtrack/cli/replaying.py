@@ -1,6 +1,7 @@
 """``nbtrack replay``: one run (by id or unique prefix), or a batch of an experiment's runs.
 
-Exit codes: 0 reproduced, 1 diverged, 2 failed to execute, 3 cannot replay (a batch: the worst).
+Exit codes: 0 reproduced, 1 diverged, 2 failed to execute, 3 cannot replay, 4 unverified (nothing
+could be compared); a batch exits with the worst (cannot replay, failed, diverged, unverified).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 
 from nbtrack.errors import CannotReplay, RunNotFoundError, UsageError
 from nbtrack.runs.service import Runs, Target
+
+#: How bad an exit code is, for a batch: an unverified run is better news than a diverged one.
+_SEVERITY = {0: 0, 4: 1, 1: 2, 2: 3, 3: 4}
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:
@@ -40,6 +44,8 @@ def _replay_options(args: argparse.Namespace) -> dict[str, Any]:
         "env": args.env,
         "tolerance": args.tolerance,
         "metric_tolerances": tolerances,
+        "outputs": args.outputs,
+        "repeat": args.repeat,
         "keep_workspace": args.keep_workspace,
         "kernel_name": args.kernel,
         "workspace_dir": args.workspace_dir,
@@ -54,6 +60,7 @@ def _batch_argv(args: argparse.Namespace, target: Target, run_id: str) -> list[s
     """
     argv = [sys.executable, "-m", "nbtrack.cli", "--project", str(target.project)]
     argv += ["replay", run_id, "--json", "--mode", args.mode, "--env", args.env]
+    argv += ["--outputs", args.outputs, "--repeat", str(args.repeat)]
     for name, value in args.parameters:
         argv += ["-p", name, value]
     if args.tolerance is not None:
@@ -126,6 +133,8 @@ def cmd_replay(args: argparse.Namespace, runs: Runs) -> int:
         raise UsageError("--tag selects runs of a batch; use it with --experiment")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give at least 1")
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: give at least 1")
     options = _replay_options(args)
     if args.experiment:
         return _report(args, _replay_batch(args, runs))
@@ -164,4 +173,4 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
         print(json.dumps(results if args.experiment else results[0], indent=1, default=str))
     else:
         print("\n\n".join(format_result(r) for r in results))
-    return max(int(r["exit_code"]) for r in results)
+    return max((int(r["exit_code"]) for r in results), key=lambda code: _SEVERITY.get(code, 4))

@@ -5,8 +5,10 @@ file (``{"run_id", "kernel_run_index", "store_uri"}``, see :mod:`nbtrack.replay.
 replay takes the run at the original's position in its kernel (``kernel_run_index``), else the
 last one: no search of the store, so two replays of one run at the same time never take each
 other's run. A run written into the local spool of a tracking server is uploaded now and followed
-to its server copy. What differs is listed here; :func:`nbtrack.replay.verdict.decide` gives the
-verdict.
+to its server copy. Its metrics, params and produced DVC outputs are compared with the original's,
+and the cell outputs of papermill's output notebook with the original's executed notebook
+(:func:`nbtrack.replay.outputs.compare_outputs_of`; not with ``--outputs ignore``). What differs is
+listed here; :func:`nbtrack.replay.verdict.decide` gives the verdict.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ from nbtrack.errors import CannotReplay, SnapshotError
 from nbtrack.handoff import announced_runs
 from nbtrack.models import RunRecord, Section, Snapshot
 from nbtrack.replay.execute import Execution, Kernel
-from nbtrack.replay.plan import ReplayOptions, ReplayPlan
+from nbtrack.replay.plan import ReplayOptions, ReplayPlan, code_sources
 from nbtrack.replay.result import ReplayResult
-from nbtrack.replay.verdict import compare_metrics, compare_outputs, compare_params, decide
+from nbtrack.replay.verdict import compare_metrics, compare_outputs, compare_params, count_evidence, decide
 from nbtrack.replay.workspace import Workspace
 
 if TYPE_CHECKING:
     from nbtrack.config import NbtrackConfig
     from nbtrack.store import MlflowStore
 
-__all__ = ["Judgement", "ReplayRun", "announced_runs", "find_replay_run", "judge"]
+__all__ = ["Judgement", "ReplayRun", "announced_runs", "find_replay_run", "judge", "normalize_paths"]
 
 
 @dataclass
@@ -54,6 +56,13 @@ class Judgement:
     params: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     risks: list[str] = field(default_factory=list)
+    #: The cell-output comparison's rows (``OutputComparison.cells``, ``.figures``, ``.skipped``).
+    cell_outputs: list[dict[str, Any]] = field(default_factory=list)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    skipped_outputs: list[dict[str, Any]] = field(default_factory=list)
+    evidence: dict[str, int] = field(default_factory=dict)
+    outputs_mode: str = "check"
+    expected_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def apply_to(self, result: ReplayResult) -> None:
         """Put the judgement into the replay's result."""
@@ -63,6 +72,9 @@ class Judgement:
         result.environment, result.code_diff = self.environment, self.code_diff
         result.risks.extend(self.risks)
         result.metrics, result.params, result.outputs = self.metrics, self.params, self.outputs
+        result.cell_outputs, result.figures = self.cell_outputs, self.figures
+        result.skipped_outputs, result.evidence = self.skipped_outputs, self.evidence
+        result.outputs_mode, result.expected_errors = self.outputs_mode, self.expected_errors
         result.verdict, result.message = self.verdict, self.message
 
 
@@ -90,10 +102,24 @@ def judge(
             + ", ".join(damaged)
             + ": their DVC cache entries changed too; check them with `dvc status -c`"
         )
+    found.outputs_mode = options.outputs
+    # The cells that raised as they did in the original.
+    found.expected_errors = list(getattr(execution, "expected_errors", None) or [])
+    # Cells tagged to raise that raised another exception, or did not raise.
+    found.risks.extend(execution.notes)
     if execution.failure is None and replay is not None:
         _compare(found, plan, replay, options)
+        _compare_cells(found, plan, ws, execution, options)
+    found.evidence = count_evidence(found.metrics, found.params, found.outputs, found.cell_outputs)
     found.verdict, found.message = decide(
-        execution.failure, replay is not None, found.metrics, found.params, found.outputs
+        execution.failure,
+        replay is not None,
+        found.metrics,
+        found.params,
+        found.outputs,
+        cells=found.cell_outputs,
+        outputs_mode=options.outputs,
+        expected_errors=found.expected_errors,
     )
     return found
 
@@ -113,14 +139,50 @@ def _compare(found: Judgement, plan: ReplayPlan, replay: ReplayRun, options: Rep
     found.outputs = compare_outputs(produced_a, produced_b)
 
 
+def _compare_cells(
+    found: Judgement, plan: ReplayPlan, ws: Workspace, execution: Execution, options: ReplayOptions
+) -> None:
+    """Each code cell's outputs in the original's executed notebook against the replay's."""
+    if options.outputs == "ignore" or execution.executed is None or plan.recorded_notebook is None:
+        return
+    from nbtrack.replay.outputs import compare_outputs_of
+
+    compared = compare_outputs_of(
+        plan.recorded_notebook,
+        execution.executed,
+        tolerance=options.tolerance,
+        normalize_paths=normalize_paths(plan, ws),
+    )
+    found.cell_outputs, found.figures, found.skipped_outputs = (
+        compared.cells,
+        compared.figures,
+        compared.skipped,
+    )
+
+
+def normalize_paths(plan: ReplayPlan, ws: Workspace) -> list[str]:
+    """The folders a printed path may name that differ between the original and the replay:
+    the workspace (project and base) and the original's project root, longest first.
+
+    Example:
+        >>> normalize_paths(plan, ws)  # doctest: +SKIP
+        ['/tmp/nbtrack-replay-x1/project', '/home/me/churn', '/tmp/nbtrack-replay-x1']
+    """
+    found: set[str] = set()
+    for place in (ws.project, ws.base, plan.snapshot.run.get("project_root"), plan.source):
+        if place:
+            found.update({str(place), str(Path(place).resolve())})
+    return sorted(found, key=len, reverse=True)
+
+
 def _code_diff(plan: ReplayPlan, execution: Execution) -> list[dict[str, Any]]:
-    """The recorded code cells against those the replay executed (papermill adds its parameters cell)."""
+    """The recorded code cells against those the replay executed; papermill's injected-parameters
+    cell (in the replay's, and in an original run through papermill) is no code change."""
     if execution.executed is None:
         return []
-    from nbtrack.capture.notebook import cell_source, code_cells
     from nbtrack.compare import diff_cells
 
-    return diff_cells(plan.recorded_cells, [cell_source(c) for c in code_cells(execution.executed)])
+    return diff_cells(plan.recorded_cells, code_sources(execution.executed))
 
 
 def find_replay_run(

@@ -8,6 +8,7 @@ notebook (:mod:`nbtrack.replay.notebooks`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import sys
@@ -19,13 +20,17 @@ from typing import TYPE_CHECKING, Any
 from nbtrack.errors import CannotReplay, RunNotFoundError, UsageError
 from nbtrack.models import RunRecord, Snapshot
 from nbtrack.replay.notebooks import choose_mode, ensure_tracked, history_to_notebook
-from nbtrack.replay.result import ENVS, MODES, Progress, ReplayResult
+from nbtrack.replay.result import ENVS, MODES, OUTPUT_MODES, Progress, ReplayResult
 
 if TYPE_CHECKING:
     from nbtrack.config import NbtrackConfig
     from nbtrack.store import MlflowStore
 
-__all__ = ["ReplayOptions", "ReplayPlan", "make_plan"]
+__all__ = ["ReplayOptions", "ReplayPlan", "code_sources", "make_plan"]
+
+
+#: The notebook file a run was given, kept beside the executed ``notebook.ipynb`` when they differ.
+INPUT_ARTIFACT = "notebook.input.ipynb"
 
 
 def _to_stderr(line: str) -> None:
@@ -49,13 +54,21 @@ class ReplayOptions:
     progress_bar: bool = False
     on_progress: Progress | None = None
     say: Callable[[str], None] = _to_stderr
+    #: ``--outputs``: check (differing cell outputs diverge), report (listed only) or ignore.
+    outputs: str = "check"
+    #: ``--repeat``: how many times the run is replayed (to see what varies between replays).
+    repeat: int = 1
 
     def check(self) -> None:
-        """Raise UsageError for a ``mode`` or ``env`` nbtrack does not have."""
+        """Raise UsageError for a ``mode``, ``env``, ``outputs`` or ``repeat`` nbtrack does not have."""
         if self.env not in ENVS:
             raise UsageError(f"--env {self.env!r}: use one of {', '.join(ENVS)}")
         if self.mode not in MODES:
             raise UsageError(f"--mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.outputs not in OUTPUT_MODES:
+            raise UsageError(f"--outputs {self.outputs!r}: use one of {', '.join(OUTPUT_MODES)}")
+        if isinstance(self.repeat, bool) or not isinstance(self.repeat, int) or self.repeat < 1:
+            raise UsageError(f"--repeat {self.repeat!r}: give a whole number of replays, at least 1")
 
 
 @dataclass
@@ -79,6 +92,12 @@ class ReplayPlan:
     #: The values papermill injected into the original run; overrides (``-p``) win over them.
     injected: dict[str, Any]
     git_diff: bytes | None
+    #: The original's executed notebook (the run's ``notebook.ipynb``, outputs included), which the
+    #: replay's cell outputs are compared with; None when the run kept none.
+    recorded_notebook: dict[str, Any] | None = None
+    #: The artifact the notebook mode executes: the file the run was given (papermill's input), else
+    #: ``notebook.ipynb``.
+    executes: str = "notebook.ipynb"
 
     @property
     def relpath(self) -> str | None:
@@ -102,17 +121,17 @@ class ReplayPlan:
         redacted copy, else None.
         """
         section = self.snapshot.section("notebook")
-        redacted = (section.data.get("redacted") or {}).get("notebook.ipynb")
+        redacted = (section.data.get("redacted") or {}).get(self.executes)
         if not redacted:
             return None
         original = (
             _original_notebook(project / self.relpath, section.data.get("sha256")) if self.relpath else None
         )
         if original is not None and self.as_recorded is not None:
-            from nbtrack.capture.notebook import cell_source, code_cells
-
             self.as_recorded, self.notebook = original, json.loads(original)
-            self.recorded_cells = [cell_source(c) for c in code_cells(self.notebook)]
+            if self.executes == "notebook.ipynb":  # the file that ran is the one given: unredacted
+                self.recorded_notebook = copy.deepcopy(self.notebook)
+            self.recorded_cells = code_sources(self.notebook)
             return None
         cells = sorted({f["cell"] + 1 for f in redacted if f.get("cell") is not None})
         return (
@@ -142,6 +161,8 @@ def make_plan(result: ReplayResult, options: ReplayOptions) -> ReplayPlan:
     result.notebook = snap.section("notebook").data.get("relpath") or original.tags.get("mlflow.source.name")
     if original.status == "RUNNING":
         result.risks.append(f"run {run_id} is still RUNNING: its results may be incomplete")
+    elif original.status in ("FAILED", "KILLED"):
+        result.risks.append(_ended_badly(run_id, original.status, snap.run.get("failure")))
     mode, why = choose_mode(snap, options.mode)
     result.mode, result.mode_reason = mode, why
     where = result.notebook or "an unknown notebook"
@@ -159,6 +180,18 @@ def make_plan(result: ReplayResult, options: ReplayOptions) -> ReplayPlan:
         )
     plan.git_diff = _git_diff(store, snap, run_id)
     return plan
+
+
+def _ended_badly(run_id: str, status: str, failure: Any) -> str:
+    """What happened to an original run that did not finish, said plainly."""
+    if status == "KILLED" or not isinstance(failure, dict):
+        return f"run {run_id} ended {status} when it was tracked: its results may be incomplete"
+    where = f"cell {failure.get('cell')}" if failure.get("cell") else "a cell"
+    head = f" (`{str(failure['source_head'])[:60]}`)" if failure.get("source_head") else ""
+    return (
+        f"run {run_id} FAILED when it was tracked: {where}{head} raised {failure.get('ename')}: "
+        f"{str(failure.get('evalue') or '')[:120]}; the replay runs it again"
+    )
 
 
 def _open_store(options: ReplayOptions) -> tuple[MlflowStore, NbtrackConfig, Path]:
@@ -187,18 +220,27 @@ def _read_run(store: MlflowStore, run_id: str) -> tuple[RunRecord, Snapshot]:
 
 def _choose_notebook(plan: ReplayPlan) -> None:
     """Read the notebook the mode executes (and the values papermill injected into the run)."""
-    from nbtrack.capture.notebook import cell_source, code_cells, parse_artifact
+    from nbtrack.capture.notebook import parse_artifact
 
     store, run_id = plan.store, plan.run_id
     params = plan.snapshot.section("parameters")
     plan.injected = dict(params.data.get("injected", {})) if params.status == "ok" else {}
+    # notebook.ipynb is what ran (under papermill: the executed notebook, injected parameters and
+    # outputs); the file the run was given is then kept as notebook.input.ipynb, and is what a
+    # replay executes (written back byte for byte, git sees the committed file).
+    ran = store.read_artifact(run_id, "notebook.ipynb")
+    plan.recorded_notebook = parse_artifact(ran, run_id, "notebook.ipynb") if ran else None
+    given = store.read_artifact(run_id, INPUT_ARTIFACT)
+    if given is not None:
+        plan.executes = INPUT_ARTIFACT
+    else:
+        given = ran
     if plan.mode == "notebook":
-        text = store.read_artifact(run_id, "notebook.ipynb")
-        if text is None:
+        if given is None:
             raise CannotReplay(
                 f"run {run_id} has no nbtrack/notebook.ipynb artifact (deleted?); replay with --mode history"
             )
-        plan.notebook, plan.as_recorded = parse_artifact(text, run_id, "notebook.ipynb"), text
+        plan.notebook, plan.as_recorded = parse_artifact(given, run_id, plan.executes), given
     else:
         text = store.read_artifact(run_id, "history.ipynb")
         if text is None:
@@ -208,20 +250,39 @@ def _choose_notebook(plan: ReplayPlan) -> None:
             )
         param_cell = params.data.get("cell_index") if params.status == "ok" else None
         history = parse_artifact(text, run_id, "history.ipynb")
-        plan.notebook, plan.injected = history_to_notebook(history, _parameters_source(plan, param_cell))
-    plan.recorded_cells = [cell_source(c) for c in code_cells(plan.notebook)]
+        saved = parse_artifact(given, run_id, plan.executes) if given else None
+        plan.notebook, plan.injected = history_to_notebook(history, _parameters_source(saved, param_cell))
+    plan.recorded_cells = code_sources(plan.notebook)
 
 
-def _parameters_source(plan: ReplayPlan, cell_index: int | None) -> str | None:
+def code_sources(notebook: dict[str, Any]) -> list[str]:
+    """The sources of a notebook's code cells, without papermill's injected-parameters cell.
+
+    The injected cell is papermill's, not the user's code: it is no code change (and a replay's
+    papermill injects its own).
+
+    Example:
+        >>> code_sources({"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {}},
+        ...   {"cell_type": "code", "source": "x = 2", "metadata": {"tags": ["injected-parameters"]}}]})
+        ['x = 1']
+    """
+    from nbtrack.capture.notebook import cell_source, code_cells, is_injected_parameters
+
+    return [
+        cell_source(c)
+        for c in code_cells(notebook)
+        if "injected-parameters" not in ((c.get("metadata") or {}).get("tags") or [])
+        and not is_injected_parameters(cell_source(c))
+    ]
+
+
+def _parameters_source(saved: dict[str, Any] | None, cell_index: int | None) -> str | None:
     """The source of the saved notebook's ``parameters`` cell, to find it again in the history."""
-    from nbtrack.capture.notebook import cell_source, parse_artifact
+    from nbtrack.capture.notebook import cell_source
 
-    if cell_index is None:
+    if cell_index is None or saved is None:
         return None
-    saved = plan.store.read_artifact(plan.run_id, "notebook.ipynb")
-    if saved is None:
-        return None
-    cells = parse_artifact(saved, plan.run_id, "notebook.ipynb")["cells"]
+    cells = saved["cells"]
     return cell_source(cells[cell_index]) if 0 <= cell_index < len(cells) else None
 
 

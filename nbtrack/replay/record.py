@@ -24,7 +24,7 @@ __all__ = ["record"]
 
 
 def record(
-    store: MlflowStore, run_id: str, result: ReplayResult, output: Path | None, config: NbtrackConfig
+    store: MlflowStore, run_id: str, result: ReplayResult, output: Path | bytes | None, config: NbtrackConfig
 ) -> None:
     """Tag the replay run ``run_id`` in ``store`` with the verdict and log the result and report.
 
@@ -32,7 +32,8 @@ def record(
         store: the store that holds the replay's run.
         run_id: the replay's run.
         result: the replay's result, verdict decided.
-        output: papermill's output notebook, None when it wrote none.
+        output: papermill's output notebook (its file, or its bytes once the workspace is gone),
+            None when it wrote none.
         config: the configuration whose redaction policy applies.
 
     Example:
@@ -49,7 +50,7 @@ def record(
         "replay/report.html": html_report([data]).encode(),
     }
     if output is not None:
-        raw = output.read_bytes()
+        raw = output if isinstance(output, bytes) else output.read_bytes()
         safe, found = redactor.notebook(json.loads(raw))
         safe_text = json.dumps(safe, indent=1, ensure_ascii=False) + "\n"
         files["replay/output.ipynb"] = safe_text.encode() if found else raw

@@ -15,12 +15,15 @@ from typing import Any
 
 from nbtrack.replay.verdict import CANNOT_REPLAY, EXIT_CODES
 
-__all__ = ["ENVS", "MODES", "Progress", "ReplayResult", "parse_value"]
+__all__ = ["ENVS", "MODES", "OUTPUT_MODES", "Progress", "ReplayResult", "parse_value"]
 
 #: ``--mode``: pick by the run's flags, or force the saved notebook or the execution history.
 MODES = ("auto", "notebook", "history")
 #: ``--env``: the current interpreter's kernel, or a virtualenv rebuilt from the recorded pins.
 ENVS = ("current", "recreate")
+#: ``--outputs``: differing cell outputs make DIVERGED (check), are only listed (report), or are
+#: not compared (ignore). The same values as :data:`nbtrack.replay.outputs.OUTPUT_MODES`.
+OUTPUT_MODES = ("check", "report", "ignore")
 #: ``on_progress(done, total)`` after each executed cell.
 Progress = Callable[[int, int], None]
 
@@ -29,12 +32,18 @@ Progress = Callable[[int, int], None]
 class ReplayResult:
     """What a replay found; ``to_dict()`` is the JSON the CLI, the reports and the server share.
 
-    The comparison rows (``metrics``, ``params``, ``outputs``) are those of
-    :mod:`nbtrack.replay.verdict`; ``environment`` is :func:`nbtrack.compare.diff_environment`'s
-    drift and ``code_diff`` the cell-level diff of :func:`nbtrack.compare.diff_cells`.
+    The comparison rows (``metrics``, ``params``, ``outputs``: produced DVC outputs) are those of
+    :mod:`nbtrack.replay.verdict`; ``cell_outputs``, ``figures`` and ``skipped_outputs`` those of
+    :func:`nbtrack.replay.outputs.compare_outputs_of` (the recorded executed notebook against the
+    replay's); ``evidence`` counts what was compared of each kind (``metrics``, ``params``,
+    ``outputs``, ``cell_outputs``, ``figures``); ``nondeterministic`` lists the results that varied
+    between the replays themselves (``--repeat``), and ``repeats`` the extra replays (their run, own
+    verdict and message); ``expected_errors`` the cells that raised as they did in the original.
+    ``environment`` is :func:`nbtrack.compare.diff_environment`'s drift and ``code_diff`` the
+    cell-level diff of :func:`nbtrack.compare.diff_cells` (papermill's injected cell left out).
 
     Example:
-        >>> result = ReplayResult("3f2a9c41", verdict="REPRODUCED", message="2 metric(s) ... match")
+        >>> result = ReplayResult("3f2a9c41", verdict="REPRODUCED", message="2 metrics ... match")
         >>> result.exit_code, ReplayResult.from_dict(result.to_dict()) == result
         (0, True)
     """
@@ -55,6 +64,14 @@ class ReplayResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     params: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    cell_outputs: list[dict[str, Any]] = field(default_factory=list)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    skipped_outputs: list[dict[str, Any]] = field(default_factory=list)
+    evidence: dict[str, int] = field(default_factory=dict)
+    outputs_mode: str = "check"
+    expected_errors: list[dict[str, Any]] = field(default_factory=list)
+    nondeterministic: list[dict[str, Any]] = field(default_factory=list)
+    repeats: list[dict[str, Any]] = field(default_factory=list)
     failure: dict[str, Any] | None = None
     environment: dict[str, Any] = field(
         default_factory=lambda: {"available": False, "reason": "not compared"}

@@ -41,6 +41,22 @@ def max_results(raw: str | None) -> int:
     return value
 
 
+def _outputs_option(body: Any) -> str:
+    """Take ``outputs`` (check, report or ignore; default check) out of a replay request's body.
+
+    Example:
+        >>> body = {"mode": "auto", "outputs": "report"}
+        >>> _outputs_option(body), body
+        ('report', {'mode': 'auto'})
+    """
+    from nbtrack.replay.result import OUTPUT_MODES
+
+    outputs = body.pop("outputs", "check") if isinstance(body, dict) else "check"
+    if outputs not in OUTPUT_MODES:
+        raise UsageError(f"outputs {outputs!r}: use one of {', '.join(OUTPUT_MODES)}")
+    return str(outputs)
+
+
 class NbtrackHandler(APIHandler):  # type: ignore[misc]
     """Base of the nbtrack handlers: the service, JSON replies, and the one error mapping."""
 
@@ -143,9 +159,11 @@ class ReplayHandler(NbtrackHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             raise UsageError(
-                "the replay request body is not JSON; send {mode, environment, parameters}"
+                "the replay request body is not JSON; send {mode, environment, parameters, outputs}"
             ) from None
+        outputs = _outputs_option(body)
         spec = await self.service.call(self.service.replay_spec, run_id, self.arg("notebook"), body)
+        spec.outputs = outputs
         job = self.service.jobs.submit(spec)
         self.set_header("Location", url_path_join(self.base_url, "nbtrack", "jobs", job.job_id))
         self.reply(job.to_dict(), 202)

@@ -2,7 +2,8 @@
 
 A job is ``queued`` until one of ``max_running`` slots frees, ``running`` while its
 ``python -m nbtrack.server.replay_job`` process lives (its JSON lines update the progress, the stage
-and, last, the result), then ``done`` (a verdict: REPRODUCED, DIVERGED, FAILED or CANNOT_REPLAY) or
+and, last, the result), then ``done`` (a verdict: REPRODUCED, DIVERGED, FAILED, CANNOT_REPLAY or
+UNVERIFIED) or
 ``failed`` (no verdict: the process crashed, ran past the timeout, or the server shut down). Jobs
 live in memory; the newest ``keep`` are kept. Everything here runs on the server's event loop
 except :meth:`JobManager.kill_all`, the process-exit safety net.
@@ -42,6 +43,8 @@ class ReplaySpec:
     mode: str = "auto"
     env: str = "current"
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: Cell outputs: check (differences make DIVERGED), report (listed only) or ignore.
+    outputs: str = "check"
 
     def argv(self) -> list[str]:
         """The command; the store's URI travels in the environment (it may carry credentials)."""
@@ -56,6 +59,8 @@ class ReplaySpec:
             self.mode,
             "--env",
             self.env,
+            "--outputs",
+            self.outputs,
             "--parameters",
             json.dumps(self.parameters),
         ]
@@ -99,6 +104,7 @@ class Job:
             "error": self.error,
             "mode": self.spec.mode,
             "environment": self.spec.env,
+            "outputs": self.spec.outputs,
             "parameters": self.spec.parameters,
             "created": self.created,
             "started": self.started,

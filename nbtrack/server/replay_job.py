@@ -14,7 +14,7 @@ started by hand, the job loads its own (:func:`nbtrack.config.load_config`), ``-
 over it. Either way it builds it once and hands that same configuration on, through
 ``NBTRACK_CONFIG``, to the replay and the processes it starts. Everything else the replay prints,
 down to what a library writes on file descriptor 1, goes to stderr. The process exits with the verdict's
-code (0-3), stops cleanly on SIGTERM (kernel shut down, workspace removed), and stops on its own
+code (0-4), stops cleanly on SIGTERM (kernel shut down, workspace removed), and stops on its own
 when the server that started it dies.
 """
 
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracking-uri", help="default: the configuration's, else the embedded store")
     parser.add_argument("--mode", default="auto")
     parser.add_argument("--env", default="current")
+    parser.add_argument("--outputs", default="check", help="cell outputs: check, report or ignore")
     parser.add_argument("--parameters", default="{}", help="overrides, a JSON object")
     return parser
 
@@ -104,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from nbtrack.errors import NbtrackError
     from nbtrack.replay.replayer import replay
-    from nbtrack.replay.reports import format_result
 
     _hand_on_config(args.tracking_uri)
 
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parameters,
             mode=args.mode,
             env=args.env,
+            outputs=args.outputs,
             tracking_uri=args.tracking_uri or None,
             project=args.project,
             on_progress=lambda done, total: emit("progress", done=done, total=total),
@@ -127,9 +128,20 @@ def main(argv: list[str] | None = None) -> int:
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         emit("error", error=type(exc).__name__, message=message, exit_code=exc.exit_code)
         return exc.exit_code
-    data = result.to_dict()
-    emit("result", result=data, report=format_result(data))
+    emit("result", **_redacted_result(result.to_dict()))
     return result.exit_code
+
+
+def _redacted_result(data: dict[str, Any]) -> dict[str, Any]:
+    """The result and its report through the configuration's redaction policy: the job's status
+    (``GET /nbtrack/jobs/{id}``) must show no secret the replay's parameters or compared cells hold."""
+    from nbtrack.config import load_config
+    from nbtrack.redact import policy
+    from nbtrack.replay.reports import format_result
+
+    redactor = policy(load_config())
+    safe = redactor.tree(json.loads(json.dumps(data, default=str)))
+    return {"result": safe, "report": redactor.text(format_result(safe))}
 
 
 if __name__ == "__main__":
