@@ -122,9 +122,13 @@ export interface IReplayResult {
   } | null;
   risks?: string[];
   replay_run_id?: string | null;
+  /** How many results of each kind were compared (metrics, params, outputs, cell_outputs, figures). */
+  evidence?: Record<string, number>;
+  /** One row per compared code cell (nbtrack/replay/outputs `OutputComparison.cells`). */
+  cell_outputs?: Array<{ cell: number; source_head: string; ok: boolean; detail: string }>;
 }
 
-export type Verdict = 'REPRODUCED' | 'DIVERGED' | 'FAILED' | 'CANNOT_REPLAY';
+export type Verdict = 'REPRODUCED' | 'DIVERGED' | 'FAILED' | 'CANNOT_REPLAY' | 'UNVERIFIED';
 
 export interface IJob {
   job_id: string;

@@ -198,6 +198,19 @@ export function renderVerdict(job: IJob): Node[] {
         )
       );
     }
+    const cells = (result.cell_outputs ?? []).filter(r => !r.ok);
+    if (cells.length) {
+      nodes.push(
+        table(
+          'nbtrack-diverged-cells',
+          ['cell', 'first line', 'what differs'],
+          cells.map(r => ({
+            cells: [String(r.cell), r.source_head, r.detail],
+            attrs: { 'data-cell': String(r.cell) }
+          }))
+        )
+      );
+    }
   }
   if (verdict === 'FAILED' && result?.failure) {
     const f = result.failure;
