@@ -446,6 +446,33 @@ def test_unknown_run_id_cannot_be_replayed(
     )
 
 
+@pytest.mark.parametrize(
+    "option",
+    [("--tolerance", "-1"), ("--tolerance", "nan"), ("--tolerance", "inf"), ("--metric-tolerance", "a=-1")],
+)
+def test_a_tolerance_that_is_no_tolerance_is_a_usage_error(
+    runs: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str], option: tuple[str, str]
+) -> None:
+    # Given a run; when it is replayed with a negative, NaN or infinite tolerance
+    root, ids = runs
+    store = store_client(root)
+    before = len(all_runs(store))
+    code, _, err = cli(capsys, "--project", str(root), "replay", ids["good"], *option)
+    # Then it is a one-line usage error naming the option, and no replay ran
+    line = one_line(err)
+    assert code == 64 and option[0] in line and "0 or more" in line
+    assert len(all_runs(store)) == before
+
+
+def test_a_kernel_this_machine_lacks_is_a_usage_error(
+    runs: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, ids = runs
+    code, _, err = cli(capsys, "--project", str(root), "replay", ids["good"], "--kernel", "no-such-kernel")
+    line = one_line(err)
+    assert code == 64 and "no-such-kernel" in line and "jupyter kernelspec list" in line
+
+
 def test_malformed_run_id(runs: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]) -> None:
     root, _ = runs
     code, _, err = cli(capsys, "--project", str(root), "show", "../../etc")

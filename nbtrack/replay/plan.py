@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,7 +61,8 @@ class ReplayOptions:
     repeat: int = 1
 
     def check(self) -> None:
-        """Raise UsageError for a ``mode``, ``env``, ``outputs`` or ``repeat`` nbtrack does not have."""
+        """Raise UsageError for a ``mode``, ``env``, ``outputs``, ``repeat``, tolerance or kernel that
+        nbtrack or this machine does not have."""
         if self.env not in ENVS:
             raise UsageError(f"--env {self.env!r}: use one of {', '.join(ENVS)}")
         if self.mode not in MODES:
@@ -69,6 +71,22 @@ class ReplayOptions:
             raise UsageError(f"--outputs {self.outputs!r}: use one of {', '.join(OUTPUT_MODES)}")
         if isinstance(self.repeat, bool) or not isinstance(self.repeat, int) or self.repeat < 1:
             raise UsageError(f"--repeat {self.repeat!r}: give a whole number of replays, at least 1")
+        if self.kernel_name and self.env != "recreate":
+            from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+            try:
+                KernelSpecManager().get_kernel_spec(self.kernel_name)
+            except NoSuchKernel:
+                raise UsageError(
+                    f"--kernel {self.kernel_name!r}: no such Jupyter kernel on this machine; "
+                    "list them with `jupyter kernelspec list`"
+                ) from None
+        named = {"--tolerance": self.tolerance} if self.tolerance is not None else {}
+        named.update({f"--metric-tolerance {k}": v for k, v in self.metric_tolerances.items()})
+        for flag, value in named.items():
+            # NaN would make every comparison false and a negative tolerance nothing equal.
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"{flag} {value!r}: give a relative tolerance of 0 or more, e.g. 1e-6")
 
 
 @dataclass
