@@ -107,7 +107,9 @@ class Filter:
     def mlflow(self) -> str:
         """The clause in MLflow's search syntax (the slow path's filter string)."""
         values = self.value if isinstance(self.value, tuple) else (self.value,)
-        quoted = ", ".join(f"'{v}'" for v in values)
+        # MLflow's parser reads either quote and has no escape: a value with an apostrophe (a
+        # notebook named "it's.ipynb") goes in double quotes.
+        quoted = ", ".join(f'"{v}"' if "'" in v else f"'{v}'" for v in values)
         value = f"({quoted})" if self.op == "IN" else quoted
         key = f"tags.`{self.key}`" if self.kind == "tag" else f"attributes.{self.key}"
         return f"{key} {self.op} {value}"

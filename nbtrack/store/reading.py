@@ -359,8 +359,12 @@ class StoreReads:
             if not ids:
                 return [], None
             for f in filters:  # (the fast path leaves a quoted filter to this one)
-                if f.kind == "tag" and isinstance(f.value, str) and ("'" in f.value or "`" in f.key):
-                    reason = "contains a quote; MLflow's search cannot match it"
+                both = isinstance(f.value, str) and "'" in f.value and '"' in f.value
+                if f.kind == "tag" and (both or "`" in f.key):
+                    reason = (
+                        "contains a quote MLflow's search cannot match (a backtick in the key, or "
+                        "both ' and \" in the value)"
+                    )
                     raise ConfigError(f"{f.key}={f.value!r} {reason}")
             page = self.client.search_runs(
                 ids,
