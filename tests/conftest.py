@@ -23,18 +23,21 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 __all__ = ["dvc", "git"]
 
 
+_LEAKY = (
+    "MLFLOW_TRACKING_URI",
+    "NBTRACK_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "NBTRACK_EXPERIMENT",
+    "NBTRACK_CONFIG",
+    "JUPYTER_CONFIG_PATH",
+)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No tracking URI, experiment or config file from the machine leaks into a test (every front-end
-    reads the Jupyter config folders and the IPython profile)."""
-    for name in (
-        "MLFLOW_TRACKING_URI",
-        "NBTRACK_TRACKING_URI",
-        "MLFLOW_EXPERIMENT_NAME",
-        "NBTRACK_EXPERIMENT",
-        "NBTRACK_CONFIG",
-        "JUPYTER_CONFIG_PATH",
-    ):
+    reads the Jupyter config folders and the IPython profile), nor from a test into the next."""
+    for name in _LEAKY:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
@@ -43,6 +46,26 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("NBTRACK_SPOOL_DIR", str(tmp_path / "spool"))  # runs bound for a server
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    yield
+    _forget_tracking()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_starts_clean() -> None:
+    """Before a module's own fixtures (autouse ones come first): no tracking URI an earlier module's
+    fixture left in this worker, whose kernels would otherwise track into that deleted store."""
+    _forget_tracking()
+
+
+def _forget_tracking() -> None:
+    # mlflow.set_tracking_uri (nbtrack's tracking in this process calls it) exports
+    # MLFLOW_TRACKING_URI for subprocesses, and a monkeypatch restores only variables that existed
+    # when it started: one set during a module fixture outlives the module.
+    for name in _LEAKY:
+        os.environ.pop(name, None)
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)
 
 
 def make_project(root: Path, *, use_git: bool = True, use_dvc: bool = True, rows: int = 300) -> Path:
