@@ -149,9 +149,12 @@ def compare_outputs(original: list[dict[str, Any]], replayed: list[dict[str, Any
 
 
 def _fmt(value: Any) -> str:
+    """A value for the one-line message: floats without noise, a long value cut (a 300 KB parameter
+    would make the verdict line 300 KB)."""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return "missing" if value is None else str(value)
+    text = "missing" if value is None else str(value)
+    return text if len(text) <= 60 else f"{text[:57]}... ({len(text)} characters)"
 
 
 def _count(n: int, kind: str) -> str:
