@@ -189,9 +189,13 @@ def diff_data(a: Snapshot, b: Snapshot) -> list[dict[str, Any]]:
     return rows
 
 
-def _injected(source: str) -> bool:
-    # papermill's injected-parameters cell (as nbtrack.capture.nbfile.is_injected_parameters; the
-    # foundation imports no adapter)
+def is_injected_parameters(source: str) -> bool:
+    """Whether a cell is papermill's injected-parameters cell (it starts with this comment line).
+
+    Example:
+        >>> is_injected_parameters("# Parameters")
+        True
+    """
     return source.startswith("# Parameters\n") or source == "# Parameters"
 
 
@@ -206,8 +210,8 @@ def diff_cells(a: list[str], b: list[str]) -> list[dict[str, Any]]:
         >>> diff_cells(["a = 1", "b = a"], ["a = 1", "# Parameters\\na = 2\\n", "b = a * 2"])[0]["op"]
         'changed'
     """
-    a = [s for s in a if not _injected(s)]
-    b = [s for s in b if not _injected(s)]
+    a = [s for s in a if not is_injected_parameters(s)]
+    b = [s for s in b if not is_injected_parameters(s)]
     rows: list[dict[str, Any]] = []
     matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbtrack.compare import is_injected_parameters as is_injected_parameters  # (re-exported)
 from nbtrack.errors import NotebookError, SnapshotError
 
 if TYPE_CHECKING:
@@ -131,16 +132,6 @@ def code_cells(nb: dict[str, Any]) -> list[dict[str, Any]]:
         1
     """
     return [c for c in nb["cells"] if c.get("cell_type") == "code"]
-
-
-def is_injected_parameters(source: str) -> bool:
-    """Whether a cell is papermill's injected-parameters cell (it starts with this comment line).
-
-    Example:
-        >>> is_injected_parameters("# Parameters")
-        True
-    """
-    return source.startswith("# Parameters\n") or source == "# Parameters"
 
 
 def notebook_bytes(nb: dict[str, Any]) -> bytes:
