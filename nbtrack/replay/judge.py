@@ -13,7 +13,7 @@ listed here; :func:`nbtrack.replay.verdict.decide` gives the verdict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +69,11 @@ class Judgement:
         if self.replay is not None:
             result.replay_run_id = self.replay.run.run_id
             result.view = self.replay.store.run_url(self.replay.run)
-        result.environment, result.code_diff = self.environment, self.code_diff
         result.risks.extend(self.risks)
-        result.metrics, result.params, result.outputs = self.metrics, self.params, self.outputs
-        result.cell_outputs, result.figures = self.cell_outputs, self.figures
-        result.skipped_outputs, result.evidence = self.skipped_outputs, self.evidence
-        result.outputs_mode, result.expected_errors = self.outputs_mode, self.expected_errors
-        result.verdict, result.message = self.verdict, self.message
+        # Every other field of the judgement is the result's field of the same name.
+        for spec in fields(self):
+            if spec.name not in ("replay", "risks"):
+                setattr(result, spec.name, getattr(self, spec.name))
 
 
 def judge(
@@ -104,7 +102,7 @@ def judge(
         )
     found.outputs_mode = options.outputs
     # The cells that raised as they did in the original.
-    found.expected_errors = list(getattr(execution, "expected_errors", None) or [])
+    found.expected_errors = list(execution.expected_errors)
     # Cells tagged to raise that raised another exception, or did not raise.
     found.risks.extend(execution.notes)
     if execution.failure is None and replay is not None:
