@@ -55,4 +55,12 @@ step "tests (pytest)"
 export DVC_NO_ANALYTICS=1
 # Two workers, each taking a whole test file at a time (module fixtures are built once); most tests
 # wait on kernels, servers and git/dvc processes. `-n 0` among the extra arguments runs serially.
+# NBTRACK_TEST_LOAD=N keeps N processes spinning on the CPU for the whole run: the suite must pass on
+# a loaded machine too (no test may depend on the machine's speed).
+if [ "${NBTRACK_TEST_LOAD:-0}" -gt 0 ]; then
+  load=()
+  for _ in $(seq "$NBTRACK_TEST_LOAD"); do python -c 'while True: pass' & load+=($!); done
+  trap 'kill "${load[@]}" 2>/dev/null || true' EXIT
+  echo "machine loaded: ${#load[@]} busy processes"
+fi
 python -m pytest tests --ignore=tests/bench -p no:cacheprovider -n 2 --dist loadfile "$@"

@@ -19,6 +19,7 @@ from test_frontend import (
     nbtrack_msgs,
     own_jupyter_dirs,
     text_of,
+    trust_file,
 )
 
 from nbtrack.magics.card import RunCardWidget
@@ -44,6 +45,7 @@ def test_headless_run_shows_the_html_card(tmp_path: Path, monkeypatch: pytest.Mo
     )
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "notebook")
+    trust_file(nb_path)  # a notebook the user trusts: its records open trusted too
     monkeypatch.setenv("JPY_SESSION_NAME", str(nb_path))  # how this headless kernel finds its notebook
     nb = nbformat.read(str(nb_path), as_version=4)
     # When it runs

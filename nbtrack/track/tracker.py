@@ -165,7 +165,8 @@ class Tracker:
 
         try:
             # After logging (the logged bytes are untouched), in a detached process (nbformat's import).
-            sign_later([files[name] for name in _SIGNED if name in files])
+            # Signed only when the notebook itself is trusted: recording never makes code trusted.
+            sign_later([files[name] for name in _SIGNED if name in files], active.location.path)
             summary = self._summary(active, status, run)
         finally:
             # Last, whatever happened: from here on the upload thread competes for the GIL.
