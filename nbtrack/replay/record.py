@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from nbtrack import tags
 from nbtrack.replay.result import ReplayResult
-from nbtrack.signing import sign_notebook_bytes
+from nbtrack.signing import sign_if_trusted
 
 if TYPE_CHECKING:
     from nbtrack.config import NbtrackConfig
@@ -24,7 +24,12 @@ __all__ = ["record"]
 
 
 def record(
-    store: MlflowStore, run_id: str, result: ReplayResult, output: Path | bytes | None, config: NbtrackConfig
+    store: MlflowStore,
+    run_id: str,
+    result: ReplayResult,
+    output: Path | bytes | None,
+    config: NbtrackConfig,
+    trust_from: Path | None = None,
 ) -> None:
     """Tag the replay run ``run_id`` in ``store`` with the verdict and log the result and report.
 
@@ -35,6 +40,8 @@ def record(
         output: papermill's output notebook (its file, or its bytes once the workspace is gone),
             None when it wrote none.
         config: the configuration whose redaction policy applies.
+        trust_from: the user's notebook file the replayed run was recorded from: the output
+            notebook is signed (opens trusted) only when Jupyter trusts that file.
 
     Example:
         >>> output = ws.base / "out" / "train.ipynb"
@@ -54,6 +61,7 @@ def record(
         safe, found = redactor.notebook(json.loads(raw))
         safe_text = json.dumps(safe, indent=1, ensure_ascii=False) + "\n"
         files["replay/output.ipynb"] = safe_text.encode() if found else raw
-        sign_notebook_bytes(files["replay/output.ipynb"])  # opens trusted: outputs render as recorded
+        # Trusted only as far as the notebook it replays: a replay never makes code trusted.
+        sign_if_trusted([files["replay/output.ipynb"]], trust_from)
     store.set_tags(run_id, {tags.REPLAY_VERDICT: result.verdict})
     store.log_files(run_id, files)
