@@ -157,6 +157,11 @@ def test_clean_commit_gets_the_code_and_hard_links_the_data(project: Path, tmp_p
     assert restored.stat().st_nlink > 1
     assert restored.stat().st_ino == cache_object(project, md5).stat().st_ino
     assert ws.modified_inputs() == []
+    # an output the run writes (a pipeline stage's) is a copy: writing it cannot reach the cache
+    prep = {o.path: o for o in ws.data}["out/prep.txt"]
+    assert prep.link == "copy"
+    assert (ws.repo / "out" / "prep.txt").stat().st_nlink == 1
+    assert not os.path.islink(ws.repo / "out" / "prep.txt")
 
     # And the user's project is untouched once it is gone
     assert state_of(project)["status"] == before["status"]
@@ -388,16 +393,102 @@ def test_a_run_without_git_cannot_be_replayed(tmp_path: Path) -> None:
     assert caught.value.exit_code == 3
 
 
-def test_a_write_through_a_hard_link_is_reported(project: Path, tmp_path: Path) -> None:
+def test_a_write_through_a_hard_link_is_reported_and_undone(project: Path, tmp_path: Path) -> None:
+    # Given a workspace whose input is hard-linked to the user's cache object
     snap, diff = record(project)
+    md5 = dvc_md5(project, "data/churn.csv")
+    obj = cache_object(project, md5)
+    committed = obj.read_bytes()
     with build(snap, diff, project, tmp_path) as ws:
         restored = ws.repo / "data" / "churn.csv"
         assert stat.S_IMODE(restored.stat().st_mode) == 0o444  # DVC's cache objects are read-only
+        assert restored.stat().st_ino == obj.stat().st_ino
+        # When the notebook writes into it (root writes through a read-only mode)
         restored.chmod(0o644)
         with restored.open("ab") as fobj:
             fobj.write(b"oops\n")
+        assert obj.read_bytes() != committed
+        # Then the write is reported, and the cache object holds the committed bytes again
         assert ws.modified_inputs() == ["data/churn.csv"]
+        assert obj.read_bytes() == committed
+        assert hashlib.md5(obj.read_bytes()).hexdigest() == md5
+        assert "data/churn.csv" in ws.cache_risks()[0]
     assert not ws.base.exists()
+
+
+def test_a_write_nothing_can_undo_is_refused_and_dvc_stops_trusting_the_object(
+    project: Path, tmp_path: Path
+) -> None:
+    # Given a linked input, then the project's own copy of it gone
+    snap, diff = record(project)
+    md5 = dvc_md5(project, "data/churn.csv")
+    obj = cache_object(project, md5)
+    ws = build(snap, diff, project, tmp_path)
+    (project / "data" / "churn.csv").unlink()
+    # When the notebook writes into it
+    restored = ws.repo / "data" / "churn.csv"
+    restored.chmod(0o644)
+    restored.write_bytes(b"not the committed data\n")
+    # Then the replay refuses, naming the file and the fix, and removes its workspace
+    refused = r"wrote into data/churn\.csv, a link to the DVC cache object"
+    with pytest.raises(CannotReplay, match=refused) as caught:
+        ws.cleanup()
+    assert "dvc fetch" in str(caught.value) and "\n" not in str(caught.value)
+    assert not ws.base.exists()
+    # and DVC cannot check the written bytes out as the committed data: the object is gone
+    assert not obj.exists()
+    with pytest.raises(RuntimeError, match=r"data/churn\.csv"):
+        dvc(project, "checkout", "--force", "data/churn.csv.dvc")
+    assert not (project / "data" / "churn.csv").exists()
+
+
+def test_an_input_the_project_holds_no_copy_of_is_copied(project: Path, tmp_path: Path) -> None:
+    # Given a run, then the project's copy of its input deleted (only the cache holds it)
+    snap, diff = record(project)
+    (project / "data" / "churn.csv").unlink()
+    # When its workspace is built, the input is a copy: a write could not be undone from the project
+    with build(snap, diff, project, tmp_path) as ws:
+        churn = {o.path: o for o in ws.data}["data/churn.csv"]
+        assert churn.link == "copy"
+        assert (ws.repo / "data" / "churn.csv").stat().st_nlink == 1
+        assert ws.guard.linked and all(not e.rel.startswith("data/churn.csv") for e in ws.guard.linked)
+
+
+def test_a_submodule_is_checked_out_at_its_pinned_commit(project: Path, tmp_path: Path) -> None:
+    lib = make_lib(tmp_path / "lib")
+    pinned = git(lib, "rev-parse", "HEAD")
+    git(project, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "libs/helpers")
+    git(project, "commit", "-qm", "submodule")
+    write(lib / "helper.py", "VALUE = 2\n")  # a later commit the project does not pin
+    git(lib, "commit", "-qam", "later")
+    snap, diff = record(project)
+    with build(snap, diff, project, tmp_path) as ws:
+        assert (ws.repo / "libs" / "helpers" / "helper.py").read_text() == "VALUE = 1\n"
+        assert git(ws.repo / "libs" / "helpers", "rev-parse", "HEAD") == pinned
+        assert git(ws.repo, "status", "--porcelain") == ""
+        assert ws.risks == []
+
+
+def test_a_submodule_the_source_has_not_checked_out_cannot_be_replayed(project: Path, tmp_path: Path) -> None:
+    lib = make_lib(tmp_path / "lib")
+    git(project, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "libs/helpers")
+    git(project, "commit", "-qm", "submodule")
+    snap, diff = record(project)
+    git(project, "submodule", "deinit", "-q", "-f", "libs/helpers")
+    refused = r"git submodule libs/helpers, which .* has not checked out"
+    with pytest.raises(CannotReplay, match=refused) as caught:
+        build(snap, diff, project, tmp_path)
+    assert "git submodule update --init --recursive libs/helpers" in str(caught.value)
+    assert os.listdir(tmp_path / "replays") == []
+
+
+def make_lib(path: Path) -> Path:
+    """A second git repository, to be a submodule."""
+    write(path / "helper.py", "VALUE = 1\n")
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "lib")
+    return path
 
 
 def test_the_source_must_be_a_git_repository(project: Path, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""The replay workspace's data: every recorded DVC output linked from the cache at its recorded hash.
+"""The replay workspace's data: every recorded DVC output checked out from the cache at its recorded hash.
 
 The workspace's ``.dvc/config.local`` points ``cache.dir`` at the source project's cache and lists
-link types before ``copy``; only objects the cache lacks are fetched from the DVC remote; the
-user's cache objects are checked, never rewritten or deleted.
+link types before ``copy``; only objects the cache lacks are fetched from the DVC remote. The
+outputs the run writes are then made reflinks or copies, never links into the cache, and the
+files still linked are watched (:mod:`nbtrack.replay.cache_guard`): the user's cache objects are
+checked, never rewritten by the replay, nor deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from nbtrack.capture.data import collect_stages, import_dvc, one_line, rel_path
 from nbtrack.errors import CannotReplay
 from nbtrack.redact import strip_url_credentials
+from nbtrack.replay.cache_guard import detach, written_outputs
 from nbtrack.replay.dvc_cache import cache_objects, link_kind, missing_objects, verify_objects
 from nbtrack.replay.dvc_config import configure_dvc
 
@@ -100,6 +103,8 @@ def restore_data(
     if not outputs:
         return
     cache_dir = configure_dvc(ws.dvc_root, src_top / rel, ws.base)
+    ws.guard.source_root = src_top / rel
+    written = written_outputs(data)
     import_dvc()  # heavy (~0.5 s): only when there is data to restore
     with _dvc_logging(quiet=not progress) as errors:
         repo = _open_repo(ws)
@@ -113,7 +118,7 @@ def restore_data(
             with suppress(Exception):
                 repo.find_outs_by_path(str(ws.dvc_root / outputs[0]["path"]))
             for out in cached:
-                ws.data.append(_restore_one(repo, ws, out, cache_dir, errors, say))
+                ws.data.append(_restore_one(repo, ws, out, cache_dir, errors, say, out["path"] in written))
         finally:
             repo.close()
 
@@ -260,8 +265,10 @@ def _restore_one(
     cache_dir: str,
     errors: list[str],
     say: Callable[[str], None],
+    written: bool,
 ) -> RestoredOutput:
-    """Check one output out at its recorded hash: from the cache, else fetched from the remote."""
+    """Check one output out at its recorded hash: from the cache, else fetched from the remote; one
+    the run writes (``written``) as a reflink or copy."""
     path, name, value = out["path"], out.get("hash_name") or "md5", out["hash"]
     root = ws.dvc_root
     assert root is not None
@@ -278,7 +285,7 @@ def _restore_one(
             f"DVC could not check out {path} ({name} {value}) in the workspace ({one_line(exc)}); "
             f"run `dvc checkout {path}` in a kept workspace (keep=True) to see why"
         ) from exc
-    link = _remember_links(ws, root, odb, out)
+    link = _guard_links(ws, root, odb, out, written)
     say(f"restoring {path} ({name} {value[:8]}…) from the DVC {'remote' if missing else 'cache'}: {link}")
     seconds = round(time.perf_counter() - started, 3)
     return RestoredOutput(path, name, value, bool(out.get("is_dir")), link, bool(missing), seconds)
@@ -327,16 +334,30 @@ def _fetch(
     raise CannotReplay(f"{lead} is in neither the DVC cache ({cache_dir}) nor {where}; {fix}")
 
 
-def _remember_links(ws: Workspace, root: Path, odb: Any, out: dict[str, Any]) -> str:
-    """Note each restored file for :meth:`Workspace.modified_inputs`; the link most of them got."""
+def _guard_links(ws: Workspace, root: Path, odb: Any, out: dict[str, Any], written: bool) -> str:
+    """Detach from the cache the files of an output the run writes, and the links no copy in the
+    project could mend; watch the rest that DVC linked.
+
+    Returns the link most of the output's files got.
+    """
     path, name, value = out["path"], out.get("hash_name") or "md5", out["hash"]
     kinds: Counter[str] = Counter()
     for rel, obj in cache_objects(odb, out) or []:
         try:
-            kinds[link_kind(root / rel, obj)] += 1
-            ws.remember_input(rel, root / rel)
+            kind = link_kind(root / rel, obj)
         except OSError as exc:
             raise CannotReplay(
                 f"DVC did not restore {rel} of {path} ({name} {value}); run `dvc checkout {path}` to see why"
             ) from exc
+        if kind in ("hardlink", "symlink") and (written or not ws.guard.can_link(rel, obj)):
+            try:
+                kind = detach(root / rel)
+            except OSError as exc:
+                raise CannotReplay(
+                    f"could not copy {rel} out of the DVC cache into the replay's workspace "
+                    f"({one_line(exc)}); free space in {ws.base.parent} or choose another folder"
+                ) from exc
+        elif kind in ("hardlink", "symlink"):
+            ws.guard.watch(rel, obj, name)
+        kinds[kind] += 1
     return kinds.most_common(1)[0][0] if kinds else "copy"

@@ -93,13 +93,8 @@ def judge(
     environment_snap = (replay.snapshot if replay else None) or _environment_now(kernel.python)
     found = Judgement("", "", replay, diff_environment(plan.snapshot, environment_snap))
     found.code_diff = _code_diff(plan, execution)
-    damaged = ws.modified_inputs()
-    if damaged:
-        found.risks.append(
-            "the replay wrote into linked input(s) "
-            + ", ".join(damaged)
-            + ": their DVC cache entries changed too; check them with `dvc status -c`"
-        )
+    # Writes into linked DVC cache objects, already undone (or a CannotReplay when they cannot be).
+    found.risks.extend(ws.cache_risks())
     found.outputs_mode = options.outputs
     # The cells that raised as they did in the original.
     found.expected_errors = list(execution.expected_errors)

@@ -7,13 +7,17 @@ read-only, so the clone costs no copy and still finds a commit no branch holds a
 
 The data is DVC's: the workspace's ``.dvc/config.local`` points ``cache.dir`` at the source
 project's cache and lists link types before ``copy``, so a 1 GiB input is a hard link made in
-tens of milliseconds (DVC's checkout included), not a 2 s copy. Only objects the cache lacks are
+tens of milliseconds (DVC's checkout included), not a 2 s copy; but the outputs the run writes
+are reflinks or copies, and linked inputs are checked after the run (:mod:`~.cache_guard`): a
+replay never changes the user's cache. Only objects the cache lacks are
 fetched from the DVC remote (into that cache, as ``dvc fetch`` would); DVC's state database for
 the workspace lives under the temporary folder and goes with it. Where the DVC files at the
 commit disagree with the snapshot, the snapshot wins: the workspace's DVC file is rewritten to
 the recorded hash and a risk is noted.
 
-Nothing here writes into the user's working copy, ``.git`` or existing cache objects.
+Nothing here writes into the user's working copy or ``.git``; a cache object is written only to
+undo what the replayed notebook wrote into it (or removed, when nothing can undo that). A git
+submodule is cloned (``--shared``) from the user's checkout of it, at its pinned commit.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from contextlib import suppress
@@ -29,16 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack.capture.git import git_env
 from nbtrack.errors import CannotReplay
 from nbtrack.models import Snapshot
+from nbtrack.replay.cache_guard import CacheGuard
 from nbtrack.replay.data import RestoredOutput, inside, restore_data
+from nbtrack.replay.gitwork import checked as _checked
+from nbtrack.replay.gitwork import checkout_submodules, fetch_commit
+from nbtrack.replay.gitwork import run_git as _git
 
 __all__ = ["RestoredOutput", "Workspace", "build_workspace"]
-
-_GIT_TIMEOUT = 300.0  # a clone or checkout of a large repository
-_FETCH_TIMEOUT = 120.0
-_StatKey = tuple[int, int, int]
 
 
 @dataclass
@@ -52,21 +54,23 @@ class Workspace:
     risks: list[str] = field(default_factory=list)
     data: list[RestoredOutput] = field(default_factory=list)
     keep: bool = False
-    _inputs: dict[str, _StatKey] = field(default_factory=dict, repr=False)
+    #: The DVC cache objects the workspace's files are linked to (see :mod:`~nbtrack.replay.cache_guard`).
+    guard: CacheGuard = field(default_factory=CacheGuard, repr=False)
     _elsewhere: list[str] = field(default_factory=list, repr=False)  # DVC state outside base
 
     def cleanup(self) -> None:
-        """Remove ``base`` (links only: the DVC cache objects they point at stay)."""
-        if self.keep:
-            return
-        for folder in [*self._elsewhere, str(self.base)]:
-            if os.path.exists(folder):
-                shutil.rmtree(folder)
+        """Remove ``base`` (links only: the DVC cache objects they point at stay).
 
-    def remember_input(self, rel: str, path: Path) -> None:
-        """Note a restored file (``rel`` to the DVC root) as it is now, for :meth:`modified_inputs`."""
-        st = os.stat(path)
-        self._inputs[rel] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        First the linked cache objects are checked, whatever ended the replay: one the run wrote
+        into is written back from the project's copy, else CannotReplay names it (once).
+        """
+        reported = len(self.guard.found)
+        damages = self.guard.check()[reported:]
+        if not self.keep:
+            for folder in [*self._elsewhere, str(self.base)]:
+                if os.path.exists(folder):
+                    shutil.rmtree(folder)
+        self.guard.refuse(damages)
 
     def remember_state_folder(self, folder: str) -> None:
         """A folder outside ``base`` that DVC keeps state in for the workspace; cleanup removes it."""
@@ -74,22 +78,40 @@ class Workspace:
             self._elsewhere.append(folder)
 
     def modified_inputs(self) -> list[str]:
-        """Restored files (relative to the DVC root) whose inode, mtime or size changed since restore.
+        """Linked inputs (relative to the DVC root) whose DVC cache object the run wrote into.
 
-        Through a hard link or symlink such a write also changed the DVC cache object.
+        Each such object has been written back from the project's intact copy of the file. Outputs
+        the run writes are copies (or reflinks), never links: writing them is not reported.
+
+        Raises:
+            CannotReplay: an object could not be written back (the message names it and the fix).
+
+        Example:
+            >>> ws.modified_inputs()  # doctest: +SKIP
+            ['data/churn.csv']
         """
-        if self.dvc_root is None:
+        damages = self.guard.check()
+        self.guard.refuse(damages)
+        return sorted({d.rel for d in damages})
+
+    def cache_risks(self) -> list[str]:
+        """The risk lines for the linked inputs the run wrote into (each written back already).
+
+        Raises:
+            CannotReplay: an object could not be written back (the message names it and the fix).
+
+        Example:
+            >>> ws.cache_risks()  # doctest: +SKIP
+            ['the replayed notebook wrote into data/churn.csv, DVC-tracked input(s) the original ...']
+        """
+        damaged = self.modified_inputs()
+        if not damaged:
             return []
-        changed = []
-        for rel, key in self._inputs.items():
-            try:
-                st = os.stat(self.dvc_root / rel)
-            except OSError:
-                changed.append(rel)
-                continue
-            if (st.st_ino, st.st_mtime_ns, st.st_size) != key:
-                changed.append(rel)
-        return sorted(changed)
+        return [
+            f"the replayed notebook wrote into {', '.join(damaged)}, DVC-tracked input(s) the original "
+            "run did not change, linked to the DVC cache; nbtrack wrote the cache object(s) back from "
+            "the project's intact copy, so your cache is unchanged"
+        ]
 
     def data_versions(self, snapshot: Snapshot) -> list[dict[str, Any]]:
         """The restored DVC outputs as the replay's result lists them, with their state at record time.
@@ -247,29 +269,6 @@ def _some(items: list[str], shown: int = 5) -> str:
     return ", ".join(items[:shown]) + more
 
 
-def _git(
-    cwd: Path, *args: str, stdin: bytes | None = None, timeout: float = _GIT_TIMEOUT
-) -> subprocess.CompletedProcess[bytes]:
-    env = git_env()
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # a fetch must never wait for a prompt
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, env=env, input=stdin, capture_output=True, timeout=timeout, check=False
-        )
-    except FileNotFoundError as exc:
-        raise CannotReplay("git is not installed (no `git` on PATH); install git to replay a run") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CannotReplay(
-            f"`git {args[0]}` took over {timeout:.0f} s in {cwd}; check the network or the repository"
-        ) from exc
-
-
-def _checked(proc: subprocess.CompletedProcess[bytes], what: str) -> None:
-    if proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise CannotReplay(f"{what} failed: {detail[-1] if detail else proc.returncode}")
-
-
 def _toplevel(source: Path, git_data: dict[str, Any]) -> Path:
     folder = source if source.is_dir() else source.parent
     proc = _git(folder, "rev-parse", "--show-toplevel") if folder.is_dir() else None
@@ -294,7 +293,7 @@ def _checkout_code(
         clone = ("clone", "--quiet", "--no-checkout", "--shared", str(src_top), str(work))
         _checked(_git(ws.base, *clone), f"cloning {src_top}")
         if _git(work, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
-            ws.risks.append(_fetch_commit(work, commit, git_data.get("remote_url"), src_top))
+            ws.risks.append(fetch_commit(work, commit, src_top))
         elif not _git(work, "for-each-ref", "--count=1", "--contains", commit).stdout.strip():
             ws.risks.append(
                 f"commit {commit[:12]} is on no branch or tag of {src_top} (amended or rebased?); "
@@ -303,8 +302,7 @@ def _checkout_code(
         checkout = ("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit)
         _checked(_git(work, *checkout), f"`git checkout {commit[:12]}`")
         _git(work, "remote", "remove", "origin")
-        if (work / ".gitmodules").exists():
-            ws.risks.append("the repository has git submodules; the workspace does not check them out")
+        checkout_submodules(work, src_top, git_data, ws.risks)
     # The replay's own snapshot should name the run's remotes, not the temporary clone's source.
     for name, url in (git_data.get("remotes") or {}).items():
         _git(work, "remote", "add", name, url)
@@ -322,19 +320,3 @@ def _checkout_code(
                 f"({lines[-1] if lines else 'git apply failed'}); check the run's git.diff "
                 f"against `git show {str(commit)[:12]}:{name}`"
             )
-
-
-def _fetch_commit(work: Path, commit: str, url: str | None, src_top: Path) -> str:
-    """Fetch ``commit`` from the recorded remote into the clone; the risk line to note, or CannotReplay."""
-    fix = f"fetch or push it so that {src_top} has it (git fetch --all), or pass a clone that has it"
-    if not url:
-        raise CannotReplay(f"commit {commit} is not in {src_top} and the run recorded no git remote; {fix}")
-    fetch = ("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, commit)
-    proc = _git(work, *fetch, timeout=_FETCH_TIMEOUT)
-    if proc.returncode != 0 or _git(work, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise CannotReplay(
-            f"commit {commit} is not in {src_top} and could not be fetched from {url} "
-            f"({detail[-1] if detail else 'not found there'}); {fix}"
-        )
-    return f"commit {commit[:12]} was not in {src_top}; it was fetched from {url}"
