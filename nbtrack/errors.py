@@ -7,6 +7,10 @@
     ├── NotebookError                 exit 12  notebook missing, unreadable or not a notebook
     ├── CaptureError                  exit 13  a snapshot section could not be taken
     ├── StoreError                    exit 14  the MLflow store failed or is unreachable
+    │   ├── StoreDamagedError         exit 14  the embedded store's file is not a readable database
+    │   ├── StoreLockedError          exit 14  another process kept the embedded store locked
+    │   │                                      longer than NBTRACK_STORE_LOCK_TIMEOUT (default 20 s)
+    │   ├── StoreReadOnlyError        exit 14  the embedded store (or its folder) cannot be written
     │   └── RunNotFoundError          exit 15  no run with that id
     ├── SnapshotError                 exit 16  a run's snapshot or artifacts are missing, damaged,
     │                                          or of an unknown schema version
@@ -49,6 +53,18 @@ class StoreError(NbtrackError):
     """The MLflow tracking store failed or cannot be reached."""
 
     exit_code = 14
+
+
+class StoreDamagedError(StoreError):
+    """The embedded store's database file is not a database SQLite can read (garbage, truncated)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process kept the embedded store locked longer than nbtrack waits for it."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The embedded store, or the folder it is (to be) created in, cannot be written."""
 
 
 class RunNotFoundError(StoreError):

@@ -10,7 +10,10 @@ MLflow); MLflow errors are translated into :mod:`nbtrack.errors` there, at the b
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -18,10 +21,24 @@ from typing import Any
 
 from nbtrack.errors import StoreError
 from nbtrack.models import RunRecord
-from nbtrack.store.reading import ARTIFACT_DIR, StoreReads, to_record, translate_errors
+from nbtrack.store.read_sqlite import Unsupported
+from nbtrack.store.reading import (
+    ARTIFACT_DIR,
+    UPLOADING_PREFIX,
+    StoreReads,
+    local_artifacts,
+    to_record,
+    translate_errors,
+)
 from nbtrack.store.sqlite import is_locked_error, retry_locked
 
-__all__ = ["ARTIFACT_DIR", "MlflowStore", "embedded_uri", "to_record", "translate_errors"]
+__all__ = ["ARTIFACT_DIR", "MlflowStore", "embedded_uri", "to_record", "translate_errors", "write_atomic"]
+
+#: The process's umask, read once at import (reading it means setting it: not from a thread later).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+#: Test hook (:func:`_fault`): the stage at which this process kills itself.
+FAULT_ENV = "NBTRACK_STORE_FAULT"
 
 
 def embedded_uri(project_root: Path, store_dir: str = ".nbtrack", *, create: bool = True) -> tuple[str, Path]:
@@ -33,11 +50,49 @@ def embedded_uri(project_root: Path, store_dir: str = ".nbtrack", *, create: boo
     folder = (project_root / store_dir).resolve()
     if not create:
         return f"sqlite:///{folder / 'mlflow.db'}", folder
-    folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# nbtrack's embedded MLflow store\n*\n")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# nbtrack's embedded MLflow store\n*\n")
+    except OSError as exc:
+        from nbtrack.store.sqlite import read_only_error
+
+        raise read_only_error(folder / "mlflow.db", exc) from exc
     return f"sqlite:///{folder / 'mlflow.db'}", folder
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a hidden temporary file beside it (named as MLflow names
+    an upload in progress, so listings skip it), then renamed over it.
+
+    Example:
+        >>> write_atomic(Path("/tmp/nbtrack-example/snapshot.json"), b"{}")  # doctest: +SKIP
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"{UPLOADING_PREFIX}{path.name}.", dir=path.parent)
+    tmp = Path(name)
+    try:
+        # No fsync: the rename is atomic for a killed process (the page cache survives it), ext4
+        # flushes a file renamed over another (auto_da_alloc), and a spooled run is made durable
+        # before its end commit (Spool.make_durable); six fsyncs would cost %track stop ~10-60 ms.
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # (mkstemp makes it 0600; MLflow's files follow the umask)
+        _fault(f"rename:{path.name}")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _fault(stage: str) -> None:
+    """Test hook: ``NBTRACK_STORE_FAULT=<stage>`` (``rename:snapshot.json``: the new snapshot is
+    written, not yet renamed over the old one) kills this process there (SIGKILL, as the OOM
+    killer would), so a test can check what a crash at that moment leaves behind."""
+    if os.environ.get(FAULT_ENV) == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class MlflowStore(StoreReads):
@@ -60,7 +115,7 @@ class MlflowStore(StoreReads):
     # --- writing ---------------------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
         """The id of the named experiment, created (with artifacts beside the store) if needed."""
-        with self._guard(f"experiment {name!r}"):
+        with self._guard(f"experiment {name!r}", write=True):
             exp = self.client.get_experiment_by_name(name)
             if exp is not None:
                 if exp.lifecycle_stage == "deleted":
@@ -86,7 +141,7 @@ class MlflowStore(StoreReads):
         import mlflow
 
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        with self._guard("starting the MLflow run"):
+        with self._guard("starting the MLflow run", write=True):
             self.client  # noqa: B018 - opens (creates, migrates) the store safely before the fluent API
             mlflow.set_tracking_uri(self.uri)
             active = mlflow.active_run()
@@ -111,7 +166,7 @@ class MlflowStore(StoreReads):
 
         from nbtrack.store.adopt import detach
 
-        with self._guard(f"ending run {run_id}"):
+        with self._guard(f"ending run {run_id}", write=True):
             active = mlflow.active_run()
             if active is not None and active.info.run_id == run_id and mlflow.get_tracking_uri() == self.uri:
                 try:
@@ -130,7 +185,7 @@ class MlflowStore(StoreReads):
         """Log in one batch; params the run already has (``existing``, logged by the user) are kept."""
         from mlflow.entities import Param, RunTag
 
-        with self._guard(f"logging params of run {run_id}"):
+        with self._guard(f"logging params of run {run_id}", write=True):
             new = [Param(k[:250], v[:6000]) for k, v in params.items() if k[:250] not in existing]
             run_tags = [RunTag(k, v[:8000]) for k, v in tags.items()]
             retry_locked(lambda: self.client.log_batch(run_id, params=new, tags=run_tags), "logging params")
@@ -143,12 +198,30 @@ class MlflowStore(StoreReads):
 
         now = int(time.time() * 1000)
         batch = [Metric(k[:250], float(v), now, 0) for k, v in metrics.items()]
-        with self._guard(f"logging metrics of run {run_id}"):
+        with self._guard(f"logging metrics of run {run_id}", write=True):
             retry_locked(lambda: self.client.log_batch(run_id, metrics=batch), "logging metrics")
 
     def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
-        """Log ``files`` (name -> bytes) as artifacts under ``nbtrack/``, in one call."""
+        """Log ``files`` (name -> bytes) as artifacts under ``nbtrack/``, in one call.
+
+        An embedded store's artifacts are written in place, each atomically (:func:`write_atomic`):
+        a kernel killed while ``%track stop`` rewrites ``snapshot.json`` leaves the start snapshot,
+        never an empty or half-written file (MLflow's local repository copies over the old file).
+        """
         if not files:
+            return
+        folder = self._local_artifacts(run_id)
+        if folder is not None:
+            try:
+                for name, data in files.items():
+                    write_atomic(folder / ARTIFACT_DIR / name, data)
+            except OSError as exc:
+                from nbtrack.store.sqlite import read_only_error
+
+                db = self.reader.db if self.reader is not None else folder
+                if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+                    raise read_only_error(db, exc) from exc
+                raise StoreError(f"logging artifacts of run {run_id} into {folder}: {exc}") from exc
             return
         with (
             tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp,
@@ -160,9 +233,19 @@ class MlflowStore(StoreReads):
                 target.write_bytes(data)
             self.client.log_artifacts(run_id, tmp, ARTIFACT_DIR)
 
+    def _local_artifacts(self, run_id: str) -> Path | None:
+        """The local artifact folder of a run of an embedded store, else None (MLflow writes)."""
+        if self.reader is None:
+            return None
+        try:
+            run = self._fast_run(run_id, f"logging artifacts of run {run_id}")
+            return local_artifacts(run.artifact_uri) if run is not None else None
+        except Unsupported:
+            return None
+
     def delete_run(self, run_id: str) -> None:
         """Move a run to MLflow's trash (hidden from every listing; ``mlflow gc`` purges it)."""
-        with self._guard(f"deleting run {run_id}"):
+        with self._guard(f"deleting run {run_id}", write=True):
             retry_locked(lambda: self.client.delete_run(run_id), f"deleting run {run_id}")
 
     def log_datasets(self, run_id: str, datasets: list[dict[str, str]]) -> None:
@@ -178,14 +261,14 @@ class MlflowStore(StoreReads):
             )
             for d in datasets
         ]
-        with self._guard(f"logging datasets of run {run_id}"):
+        with self._guard(f"logging datasets of run {run_id}", write=True):
             retry_locked(lambda: self.client.log_inputs(run_id, datasets=inputs), "logging datasets")
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
         run_tags = [RunTag(k, v[:8000]) for k, v in tags.items()]
-        with self._guard(f"tagging run {run_id}"):
+        with self._guard(f"tagging run {run_id}", write=True):
             retry_locked(lambda: self.client.log_batch(run_id, tags=run_tags), f"tagging run {run_id}")
 
     def mark_killed(self, run_id: str, end_time_ms: int, reason: str) -> None:
@@ -195,7 +278,7 @@ class MlflowStore(StoreReads):
         """
         from mlflow.entities import RunTag
 
-        with self._guard(f"ending orphaned run {run_id}"):
+        with self._guard(f"ending orphaned run {run_id}", write=True):
             retry_locked(
                 lambda: self.client.log_batch(run_id, tags=[RunTag("nbtrack.killed_reason", reason[:8000])]),
                 f"tagging run {run_id}",

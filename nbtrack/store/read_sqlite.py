@@ -3,7 +3,8 @@
 ``import mlflow`` takes 1-5 s on this kind of machine; ``nbtrack runs`` and ``nbtrack show`` need a
 few milliseconds of SQL. For a ``sqlite:///`` store, :class:`SqliteReader` answers the reads nbtrack
 makes (find a run, search runs, the experiments behind them) with the standard library's
-``sqlite3``, on a read-only connection (``mode=ro``) with a short busy timeout; the writes stay on
+``sqlite3``, on a read-only connection (``mode=ro``) that waits for a writer's lock as long as MLflow's writes
+do (:func:`~nbtrack.store.sqlite.lock_timeout`); the writes stay on
 MLflow. It reproduces what MLflow's ``SqlAlchemyStore`` returns for the same calls, down to the SQL
 it issues (see ``mlflow/store/tracking/sqlalchemy_store.py``, ``_search_runs`` and ``get_run``):
 
@@ -20,7 +21,8 @@ it issues (see ``mlflow/store/tracking/sqlalchemy_store.py``, ``_search_runs`` a
 Anything else raises :class:`Unsupported` and the caller asks MLflow: a schema revision
 (``alembic_version``) not in :data:`VERIFIED_REVISIONS` (a newer or older MLflow; a store being
 created or migrated), a database MLflow has not created yet, MLflow's workspaces switched on, a
-filter or page token the fast path cannot match exactly, a locked or damaged file.
+filter or page token the fast path cannot match exactly. A damaged file, or one locked longer
+than the lock timeout, raises the one-line :class:`~nbtrack.errors.StoreError` MLflow's path would.
 
 Example:
     >>> reader = SqliteReader.for_uri("sqlite:////work/p/.nbtrack/mlflow.db")  # doctest: +SKIP
@@ -43,8 +45,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from nbtrack.errors import StoreDamagedError, StoreLockedError
 from nbtrack.models import RunRecord
-from nbtrack.store.sqlite import sqlite_path
+from nbtrack.store.sqlite import lock_timeout, locked_error, sqlite_path, sqlite_problem
 
 log = logging.getLogger("nbtrack.store")
 
@@ -60,8 +63,6 @@ VERIFIED_REVISIONS = frozenset(
         "17e22815139b", "b7e2c1a4d9f3", "75868b020152", "dc11669786a5",
     }
 )  # fmt: skip
-#: Seconds a read waits for a writer's commit before MLflow (which waits 20 s) is asked instead.
-BUSY_TIMEOUT_S = 2.0
 #: MLflow's limits: ``SEARCH_MAX_RESULTS_THRESHOLD``; ``search_experiments``' default page.
 MAX_RESULTS = 50_000
 EXPERIMENTS_PAGE = 1000
@@ -189,7 +190,7 @@ class SqliteReader:
             con = sqlite3.connect(
                 f"file:{quote(str(self.db.absolute()))}?mode=ro",
                 uri=True,
-                timeout=BUSY_TIMEOUT_S,
+                timeout=lock_timeout(),
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -202,10 +203,20 @@ class SqliteReader:
             if len(revisions) != 1 or revisions[0] not in VERIFIED_REVISIONS:
                 raise Unsupported(f"{self.db} is at MLflow schema revision {revisions}")
             yield con
-        except sqlite3.Error as exc:  # busy past the timeout, no tables yet, a hot journal
+        except sqlite3.Error as exc:  # busy past the timeout, no tables yet, a hot journal, damaged
+            self._give_up(exc)
             raise Unsupported(f"{self.db}: {exc}") from exc
         finally:
             con.close()
+
+    def _give_up(self, exc: sqlite3.Error) -> None:
+        """Raise the one-line error of a damaged store (MLflow would fail on it too, after a slow
+        import) or of one locked for the whole lock timeout; else return (MLflow is asked)."""
+        problem = sqlite_problem(self.db, exc)
+        if isinstance(problem, StoreDamagedError):
+            raise problem from None
+        if isinstance(problem, StoreLockedError):
+            raise locked_error(self.db, lock_timeout()) from None
 
     # --- runs ------------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:

@@ -10,6 +10,7 @@ one-line errors; MLflow errors are translated into :mod:`nbtrack.errors` here, a
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from nbtrack.errors import ConfigError, RunNotFoundError, SnapshotError, StoreError
+from nbtrack.errors import ConfigError, NbtrackError, RunNotFoundError, SnapshotError, StoreError
 from nbtrack.models import RunRecord, Snapshot
 from nbtrack.redact import strip_url_credentials
 from nbtrack.store.read_sqlite import Filter, ReadMiss, SqliteReader, Unsupported
@@ -51,8 +52,9 @@ def store_error(what: str, message: str, error_code: str = "") -> StoreError:
 
 
 @contextlib.contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Turn MLflow and connection errors into one-line :class:`StoreError`s.
+def translate_errors(what: str, db: Path | None = None) -> Iterator[None]:
+    """Turn MLflow and connection errors into one-line :class:`StoreError`s; for an embedded store
+    (``db``, its database file), SQLite's errors too: damaged, locked by another process, read-only.
 
     Example:
         >>> with translate_errors("run 0f3c"):  # doctest: +SKIP
@@ -63,15 +65,29 @@ def translate_errors(what: str) -> Iterator[None]:
     from mlflow.exceptions import MlflowException  # heavy; only once MLflow is asked
 
     from nbtrack.redact import redact_text
+    from nbtrack.store.sqlite import read_only_error, sqlite_problem
 
     try:
         yield
+    except NbtrackError:
+        raise
     except MlflowException as exc:
+        problem = sqlite_problem(db, exc) if db is not None else None
+        if problem is not None:
+            raise problem from exc
         text = str(exc) or type(exc).__name__
         raise store_error(what, text, getattr(exc, "error_code", "")) from exc
-    except (ConnectionError, OSError) as exc:
+    except OSError as exc:
+        if db is not None and (isinstance(exc, PermissionError) or exc.errno == errno.EROFS):
+            raise read_only_error(db, exc) from exc
         reason = redact_text(str(exc))
-        raise StoreError(f"{what}: {reason}; check that the tracking server is reachable") from exc
+        where = f"store {db}" if db is not None else "check that the tracking server is reachable"
+        raise StoreError(f"{what}: {reason}; {where}") from exc
+    except Exception as exc:
+        problem = sqlite_problem(db, exc) if db is not None else None
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 def to_record(run: Any) -> RunRecord:
@@ -182,12 +198,18 @@ class StoreReads:
         return self.uri.startswith(("http://", "https://"))
 
     @contextlib.contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
+    def _guard(self, what: str, *, write: bool = False) -> Iterator[None]:
         """MLflow errors as :class:`StoreError`; a server's calls bounded by ``timeout`` (MLflow's
-        own retries wait ~4 minutes for a dead server)."""
+        own retries wait ~4 minutes for a dead server); an embedded store checked first (damaged,
+        locked longer than ``NBTRACK_STORE_LOCK_TIMEOUT``, or read-only for a ``write``)."""
         from nbtrack.store.http import bounded
+        from nbtrack.store.sqlite import check_store
 
-        with translate_errors(what), bounded(self.timeout) if self.is_server else contextlib.nullcontext():
+        db = self.reader.db if self.reader is not None else None
+        if db is not None:
+            check_store(db, write=write)
+        bound = bounded(self.timeout) if self.is_server else contextlib.nullcontext()
+        with translate_errors(what, db), bound:
             yield
 
     @property

@@ -15,6 +15,16 @@ the default rollback journal; the database is not switched to WAL, which is unsa
 filesystems project folders sometimes live on and would persist in the user's file). A write of
 nbtrack's own that still finds the database locked is retried a few times with back-off
 (:func:`retry_locked`). Nothing here sets an environment variable.
+
+A store that cannot be used fails every front-end with one line naming the file and the fix
+(:func:`check_store`, :func:`sqlite_problem`; :class:`~nbtrack.errors.StoreError`, exit 14):
+
+- damaged: not a SQLite file, or shorter than its header says (a truncated copy): "restore it or move
+  it aside"; nothing is written into it (MLflow would otherwise create its tables in it);
+- locked by another process (``BEGIN EXCLUSIVE``, a long write): nbtrack waits up to
+  ``NBTRACK_STORE_LOCK_TIMEOUT`` seconds (default 20, MLflow's own busy timeout), then names the
+  processes holding the lock (from ``/proc/locks``);
+- read-only (a read-only mount, a folder without write permission): names the folder.
 """
 
 from __future__ import annotations
@@ -23,13 +33,14 @@ import contextlib
 import logging
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from nbtrack.errors import StoreError
+from nbtrack.errors import StoreDamagedError, StoreError, StoreLockedError, StoreReadOnlyError
 
 T = TypeVar("T")
 log = logging.getLogger("nbtrack.store")
@@ -39,6 +50,13 @@ INIT_LOCK_TIMEOUT = 300.0
 #: Attempts of one nbtrack store call that finds the database locked, and the first back-off.
 LOCKED_ATTEMPTS = 6
 LOCKED_FIRST_DELAY = 0.2
+#: Seconds nbtrack waits for another process's lock on an embedded store before it gives up.
+LOCK_TIMEOUT_ENV = "NBTRACK_STORE_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 20.0
+#: The first 16 bytes of every SQLite 3 database file.
+_MAGIC = b"SQLite format 3\x00"
+#: The byte range SQLite's POSIX locks cover (its pending, reserved and shared bytes).
+_LOCK_BYTES = range(0x40000000, 0x40000000 + 512)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -71,7 +89,11 @@ def open_client(uri: str) -> Any:
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     from filelock import FileLock, Timeout  # beside mlflow: only when a SQLite store is opened
 
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise read_only_error(db, exc) from exc
+    check_store(db)  # a damaged file gets no tables created in it; a locked one a bounded wait
     lock = FileLock(f"{db}.lock")
     deadline = time.monotonic() + INIT_LOCK_TIMEOUT
     while not _ready(db):
@@ -168,3 +190,194 @@ def retry_locked(fn: Callable[[], T], what: str) -> T:
             time.sleep(delay * (0.5 + random.random()))
             delay *= 2
     raise AssertionError("unreachable")
+
+
+# --- a store that cannot be used: damaged, locked, read-only --------------------------------------
+def lock_timeout() -> float:
+    """Seconds to wait for another process's lock on an embedded store (``NBTRACK_STORE_LOCK_TIMEOUT``).
+
+    Example:
+        >>> lock_timeout()  # doctest: +SKIP
+        20.0
+    """
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_LOCK_TIMEOUT
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+    return value if value >= 0 and value == value else DEFAULT_LOCK_TIMEOUT  # (value == value: not NaN)
+
+
+def damage(db: Path) -> str | None:
+    """Why the database file is not a SQLite database SQLite could read whole, else None (also for a
+    missing or empty file: MLflow creates those). Reads the 100-byte header only.
+
+    Example:
+        >>> damage(Path("/nonexistent.db")) is None
+        True
+    """
+    try:
+        size = db.stat().st_size
+        if size == 0:
+            return None
+        with open(db, "rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    if not header.startswith(_MAGIC):
+        return "file is not a database"
+    if len(header) < 100:
+        return f"file is truncated ({size} bytes)"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The header's page count is valid when its change counter matches "version-valid-for"; a hot
+    # journal (a crash mid-write) may legitimately leave the file shorter: SQLite rolls it back.
+    valid = header[24:28] == header[92:96]
+    journal = any(_nonempty(db.with_name(db.name + suffix)) for suffix in ("-journal", "-wal"))
+    if valid and not journal and pages * page_size > size:
+        return f"file is truncated: {size} of {pages * page_size} bytes"
+    return None
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def damaged_error(db: Path, reason: str) -> StoreDamagedError:
+    """The one-line error of a damaged store file."""
+    return StoreDamagedError(
+        f"{db} is not a readable MLflow store ({reason}): restore it from a backup or move it aside "
+        "(nbtrack then starts a new, empty store there)"
+    )
+
+
+def read_only_error(db: Path, exc: BaseException | str) -> StoreReadOnlyError:
+    """The one-line error of a store nbtrack cannot write (a read-only folder, file or mount)."""
+    reason = exc if isinstance(exc, str) else getattr(exc, "strerror", None) or str(exc)
+    folder = db.parent
+    while not folder.exists() and folder.parent != folder:  # a store to be created: where it cannot be
+        folder = folder.parent
+    return StoreReadOnlyError(
+        f"store {db} cannot be written ({reason}): {folder} is read-only; make it writable "
+        "(chmod u+w, or mount it read-write) or point NBTRACK_STORE_DIR at a writable folder"
+    )
+
+
+def locked_error(db: Path, waited: float) -> StoreLockedError:
+    """The one-line error of a store another process kept locked for ``waited`` seconds."""
+    holders = lock_holders(db)
+    who = f"process {', '.join(map(str, holders))}" if holders else "another process"
+    return StoreLockedError(
+        f"store {db} is locked by {who} (waited {waited:g} s); let it finish or stop it, then try "
+        f"again (set {LOCK_TIMEOUT_ENV} to wait longer)"
+    )
+
+
+def lock_holders(db: Path) -> list[int]:
+    """Pids of other processes holding SQLite's locks on ``db`` (Linux ``/proc/locks``), else [].
+
+    Example:
+        >>> lock_holders(Path("/nonexistent.db"))
+        []
+    """
+    try:
+        st = db.stat()
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    found: list[int] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        try:
+            pid, where, start = int(fields[4]), fields[5], int(fields[6])
+        except (IndexError, ValueError):
+            continue
+        if where == device and start in _LOCK_BYTES and pid != os.getpid() and pid not in found:
+            found.append(pid)
+    return found
+
+
+def sqlite_problem(db: Path, exc: BaseException) -> StoreError | None:
+    """The one-line error for a SQLite error (``exc`` or what caused it: SQLAlchemy wraps them) that
+    says the store is damaged, locked or read-only; None for any other error."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None or isinstance(seen, sqlite3.Error):
+            break
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "orig", None)
+    if not isinstance(seen, sqlite3.Error):
+        return None
+    name = getattr(seen, "sqlite_errorname", "") or ""
+    text = str(seen)
+    damaged = "malformed" in text or "not a database" in text
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or damaged:
+        return damaged_error(db, damage(db) or text)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or is_locked_error(seen):
+        return locked_error(db, lock_timeout())
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM")) or "readonly database" in text:
+        return read_only_error(db, text)
+    if name.startswith("SQLITE_CANTOPEN") and db.exists() and not _writable(db.parent):
+        return read_only_error(db, text)
+    if name.startswith("SQLITE_FULL"):
+        return StoreError(f"store {db}: the disk is full ({text}); free space on it, then try again")
+    return None
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        return os.access(folder, os.W_OK) and not os.statvfs(folder).f_flag & os.ST_RDONLY
+    except OSError:
+        return False
+
+
+def check_store(db: Path, *, write: bool = False, timeout: float | None = None) -> None:
+    """Raise the one-line :class:`StoreError` when the store at ``db`` is damaged, stays locked by
+    another process longer than ``timeout`` (default :func:`lock_timeout`), or (``write``) cannot be
+    written. A missing file passes (MLflow creates it). Costs ~0.5 ms when fine.
+
+    Example:
+        >>> check_store(Path("/work/p/.nbtrack/mlflow.db"), write=True)  # doctest: +SKIP
+        Traceback (most recent call last):
+        StoreError: store /work/p/.nbtrack/mlflow.db is locked by process 4242 (waited 20 s); ...
+    """
+    reason = damage(db)
+    if reason is not None:
+        raise damaged_error(db, reason)
+    if not db.is_file():
+        return
+    wait = lock_timeout() if timeout is None else timeout
+    try:
+        # mode=rw still opens a write-protected file (read-only): BEGIN IMMEDIATE then says so.
+        con = sqlite3.connect(
+            f"file:{quote(str(db.absolute()))}?mode={'rw' if write else 'ro'}",
+            uri=True,
+            timeout=wait,
+            isolation_level=None,
+        )
+    except sqlite3.Error as exc:
+        raise sqlite_problem(db, exc) or StoreError(f"store {db}: {exc}") from None
+    try:
+        # A read needs SQLite's shared lock, a write its reserved one: waited for up to `wait` s.
+        # (schema_version reads the header only: sqlite_master would parse MLflow's schema, ~7 ms.)
+        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if not write:
+            con.execute("PRAGMA schema_version").fetchone()
+        con.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        problem = sqlite_problem(db, exc)
+        if isinstance(problem, StoreLockedError):
+            problem = locked_error(db, wait)
+        if problem is not None:
+            raise problem from None
+        log.debug("checking %s: %s", db, exc)
+    finally:
+        con.close()
