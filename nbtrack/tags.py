@@ -54,8 +54,12 @@ LAST_ERROR = "nbtrack.sync.last_error"
 SYNC_TARGET = "nbtrack.sync.target"
 #: On the server copy: the spool run it was uploaded from (what makes an upload resumable).
 SPOOL_RUN_ID = "nbtrack.spool_run_id"
+#: The files nbtrack logged into a spool run: ``{"nbtrack/notebook.ipynb": [size, sha256], ...}``.
+SYNC_FILES = "nbtrack.sync.files"
 #: Tags that describe the spool copy only, never copied to the server.
-SPOOL_ONLY = (SYNC_STATE, SERVER_RUN_ID, LAST_ERROR, SYNC_TARGET)
+SPOOL_ONLY = (SYNC_STATE, SERVER_RUN_ID, LAST_ERROR, SYNC_TARGET, SYNC_FILES)
+#: On a server run whose upload has not finished: the host whose spool holds the rest of it.
+UPLOAD_PENDING = "nbtrack.upload.pending"
 #: Values of :data:`SYNC_STATE`.
 PENDING, UPLOADED = "pending", "uploaded"
 
@@ -64,4 +68,7 @@ OWNER_PREFIX = "nbtrack.owner."
 OWNER_HOST = "nbtrack.owner.host"
 OWNER_PID = "nbtrack.owner.pid"
 OWNER_STARTED = "nbtrack.owner.started"
+#: The owner's start time in clock ticks since boot, and that boot's id (immune to clock jumps).
+OWNER_START_TICKS = "nbtrack.owner.start_ticks"
+OWNER_BOOT_ID = "nbtrack.owner.boot_id"
 KILLED_REASON = "nbtrack.killed_reason"

@@ -179,3 +179,18 @@ def start_postgres(tmp: Path) -> Postgres:
         pg.stop()
         raise
     return pg
+
+
+def server_cli(url: str, *args: str, spool: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``nbtrack ARGS`` in a fresh process against the tracking server ``url``, with its own spool."""
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "NBTRACK_SPOOL_DIR": str(spool)}
+    return subprocess.run(
+        [sys.executable, "-m", "nbtrack.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -10,9 +10,6 @@ session (``tests/team_helpers.py``); when it is missing the test fails, it is ne
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import MlflowServer, dvc, dvc_md5, git, make_project, write_notebook
-from team_helpers import Postgres, PostgresUnavailable, start_postgres
+from team_helpers import Postgres, PostgresUnavailable, server_cli, start_postgres
 
 from nbtrack.runner import execute_notebook
 
@@ -86,18 +83,6 @@ class Tracked:
     spool_run_id: str  # the same run in the kernel's local spool
 
 
-def _cli(url: str, *args: str, spool: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "NBTRACK_SPOOL_DIR": str(spool)}
-    return subprocess.run(
-        [sys.executable, "-m", "nbtrack.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def _server_runs(url: str) -> list[Any]:
     from mlflow.tracking import MlflowClient
 
@@ -132,23 +117,39 @@ def tracked(team_server: TeamServer, tmp_path_factory: pytest.TempPathFactory) -
         git(root, "push", "-q", "origin", "main")
         assert any(p.is_file() for p in remote.rglob("*")), "dvc push left the remote empty"
 
-        # When a real kernel executes the tracked notebook against the team's tracking server
+        # When a real kernel executes the tracked notebook against the team's tracking server, and
+        # exits while its background upload runs: the upload is made to stall once the server run
+        # has its values (NBTRACK_SYNC_FAULT: a server that stops answering), so it never finishes
+        # in the kernel, whatever the machine's speed (papermill kills a kernel 5 s after asking it
+        # to shut down; a loaded machine used to reach this state only sometimes).
         execute_notebook(
-            root / "train.ipynb", base / "out.ipynb", cwd=root, env={"MLFLOW_TRACKING_URI": team_server.url}
+            root / "train.ipynb",
+            base / "out.ipynb",
+            cwd=root,
+            env={"MLFLOW_TRACKING_URI": team_server.url, "NBTRACK_SYNC_FAULT": "values+hang"},
+        )
+        # Then the run waits in the local spool: `nbtrack runs` lists it once, pending, saying what
+        # to run; a server copy, if the upload got as far as making it, is RUNNING and tagged so
+        listed = json.loads(server_cli(team_server.url, "runs", "--json", spool=spool, cwd=root).stdout)
+        assert [r["pending_upload"] for r in listed] == [True], listed
+        assert "`nbtrack sync`" in listed[0]["upload_note"]
+        halves = _server_runs(team_server.url)
+        assert [(h.info.status, bool(h.data.tags.get("nbtrack.upload.pending"))) for h in halves] in (
+            [],
+            [("RUNNING", True)],
         )
 
-        # Then the run, tracked into the local spool, was uploaded in the background when it ended,
-        # unless papermill stopped the kernel first (it kills a kernel that has not exited 5 s after
-        # the shutdown request, which a loaded machine reaches mid-upload). Which of the two happened
-        # depends on the machine's speed; what the user then runs, `nbtrack sync`, does not: it
-        # completes a half-made server copy, or finds nothing left to do.
-        synced = _cli(team_server.url, "sync", "--json", spool=spool, cwd=root)
+        # When the user runs `nbtrack sync`
+        synced = server_cli(team_server.url, "sync", "--json", spool=spool, cwd=root)
         assert synced.returncode == 0, synced.stderr
         report = json.loads(synced.stdout)
+        # Then the run is uploaded (completing the half-made copy, never a second one), nothing pending
+        assert [u["run_id"] for u in report["uploaded"]] == [listed[0]["run_id"]], report
         assert report["failed"] == [] and report["running"] == [], report
-        listed = json.loads(_cli(team_server.url, "runs", "--json", spool=spool, cwd=root).stdout)
+        listed = json.loads(server_cli(team_server.url, "runs", "--json", spool=spool, cwd=root).stdout)
         assert [r["pending_upload"] for r in listed] == [False], listed
         (run,) = _server_runs(team_server.url)
+        assert [h.info.run_id for h in halves] in ([], [run.info.run_id])
         commit = git(root, "rev-parse", "HEAD")
         yield Tracked(root, origin, remote, commit, run.info.run_id, run.data.tags["nbtrack.spool_run_id"])
 
@@ -227,7 +228,7 @@ def test_a_second_clone_with_an_empty_dvc_cache_replays_the_run(
     git(tmp_path, "clone", "-q", str(tracked.origin), str(clone))
     assert not (clone / ".dvc" / "cache").exists() and not (clone / "data" / "churn.csv").exists()
     # When it replays the run from the team's tracking server
-    replayed = _cli(
+    replayed = server_cli(
         team_server.url,
         "--project",  # a global option: before the command
         str(clone),

@@ -5,7 +5,9 @@ by notebook and experiment in the store's own query (never a scan). On the first
 the tracking server's local spool that are not uploaded yet come first, and runs whose kernel died
 on this host are ended ``KILLED`` before they are listed (:mod:`nbtrack.store.orphans`). When the
 tracking server cannot be reached, the pending runs are still listed, with a warning saying why they
-are alone. A ``RUNNING`` run owned by another host is marked ``running_on`` that host.
+are alone. A server copy whose upload stopped halfway is listed once, as its pending spool run; on
+another machine it is listed flagged ``pending_upload`` (see its row's ``upload_note``). A ``RUNNING``
+run owned by another host is marked ``running_on`` that host.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from nbtrack.errors import StoreError, UsageError
 from nbtrack.models import RunRecord
 from nbtrack.runs.rows import run_row
 from nbtrack.store.orphans import OWNER_HOST, end_orphans_quietly, hostname
-from nbtrack.store.spool import PENDING, SYNC_STATE
+from nbtrack.store.spool import PENDING, SPOOL_RUN_ID, SYNC_STATE
 
 #: Pending runs listed at most (a spool holds the runs of one machine's outage: a handful).
 MAX_PENDING = 1000
@@ -109,7 +111,9 @@ def list_page(
         return RunPage(pending, rows_of(pending), None, str(exc))
     if isinstance(token, bytes):  # MLflow's SQL store hands out its base64 token as bytes
         token = token.decode("ascii")
-    every = pending + list(runs)
+    # A half-uploaded server copy is listed once: as its spool run, which has all of it.
+    spooled = {r.run_id for r in pending}
+    every = pending + [r for r in runs if r.tags.get(SPOOL_RUN_ID) not in spooled]
     return RunPage(every, rows_of(every), token or None)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from nbtrack.store.spool import LAST_ERROR, PENDING, SYNC_STATE, UPLOAD_PENDING, pending_upload_message
+
 
 def format_time(ms: int | None) -> str:
     """Epoch milliseconds as local ``YYYY-MM-DD HH:MM:SS`` (``-`` when unknown)."""
@@ -56,7 +58,9 @@ def run_row(run: Any) -> dict[str, Any]:
         "replay_verdict": tags.get("nbtrack.replay.verdict"),
         "metrics": dict(run.metrics),
         "params": dict(run.params),
-        # A run of the local spool not (completely) on the tracking server yet, and why not.
-        "pending_upload": tags.get("nbtrack.sync.state") == "pending",
-        "upload_error": tags.get("nbtrack.sync.last_error") or None,
+        # A run of the local spool not (completely) on the tracking server yet, or a server copy whose
+        # upload stopped halfway (its kernel exited); why, and what to run.
+        "pending_upload": tags.get(SYNC_STATE) == PENDING or bool(tags.get(UPLOAD_PENDING)),
+        "upload_error": tags.get(LAST_ERROR) or None,
+        "upload_note": pending_upload_message(run),
     }

@@ -7,7 +7,10 @@ tracking URI points at the spool while the run is active, so the user's own ``ml
 land there too and never wait for the network.
 
 SQLite commits are durable (its rollback journal, ``fsync`` on commit); the artifact files nbtrack
-logs are ``fsync``-ed before ``%track stop`` returns (:meth:`Spool.make_durable`).
+logs are written atomically (a temporary file renamed over the old one, ``fsync``-ed: a full disk or
+a killed kernel leaves the previous ``snapshot.json``, never a truncated one), and their sizes and
+hashes are recorded in the :data:`MANIFEST` tag; an upload refuses files that differ from it or do
+not parse (:meth:`Spool.check_artifacts`). A full spool disk is one line naming the folder and the fix.
 
 A spool run carries ``nbtrack.sync.state`` (``pending`` until the server has all of it, then
 ``uploaded``) and, once the server run exists, ``nbtrack.sync.server_run_id``; the server run
@@ -18,16 +21,21 @@ duplicate.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from nbtrack import tags
+from nbtrack.errors import StoreError
 from nbtrack.models import RunRecord
 from nbtrack.redact import strip_url_credentials
+from nbtrack.store.mlflow_store import ARTIFACT_DIR, MlflowStore
 
 SYNC_STATE = "nbtrack.sync.state"
 SERVER_RUN_ID = "nbtrack.sync.server_run_id"
@@ -35,8 +43,10 @@ LAST_ERROR = "nbtrack.sync.last_error"
 SPOOL_RUN_ID = "nbtrack.spool_run_id"
 TARGET = "nbtrack.sync.target"
 PENDING, UPLOADED = "pending", "uploaded"
+UPLOAD_PENDING = tags.UPLOAD_PENDING
+MANIFEST = tags.SYNC_FILES
 #: Tags that describe the spool copy only, never copied to the server.
-LOCAL_TAGS = (SYNC_STATE, SERVER_RUN_ID, LAST_ERROR, TARGET)
+LOCAL_TAGS = (SYNC_STATE, SERVER_RUN_ID, LAST_ERROR, TARGET, MANIFEST)
 
 
 def spool_key(server_uri: str) -> str:
@@ -89,16 +99,21 @@ class Spool:
     def store(self) -> Any:
         """The spool's embedded MLflow store (created on first use)."""
         if self._store is None:
-            from nbtrack.store.mlflow_store import MlflowStore
-
             self.folder.mkdir(parents=True, exist_ok=True)
             about = self.folder / "server.json"
             if not about.exists():
                 text = json.dumps({"server": strip_url_credentials(self.server_uri)}, indent=1)
                 _write_durably(about, text.encode())
-            self._store = MlflowStore(self.uri, artifact_root=self.folder / "artifacts")
+            self._store = SpoolStore(self.uri, artifact_root=self.folder / "artifacts")
             self._store.spool = self
         return self._store
+
+    def full_message(self, what: str) -> str:
+        """The line a user reads when the spool's disk is full."""
+        return (
+            f"{what}: no space left in the local spool {self.folder}; free space on that disk "
+            "(then `nbtrack sync` uploads the runs waiting there)"
+        )
 
     def lock_path(self, run_id: str) -> Path:
         folder = self.folder / "locks"
@@ -168,6 +183,38 @@ class Spool:
         except Exception:  # noqa: BLE001 - not a spool run
             return None
 
+    def check_artifacts(self, run_id: str, root: Path | None, tags: dict[str, str]) -> None:
+        """Refuse to upload a run whose nbtrack files are damaged: a size or hash other than the
+        one recorded when they were logged, a notebook or ``snapshot.json`` that does not parse.
+
+        Raises:
+            StoreError: naming the file and why (the run stays pending).
+        """
+        recorded = json.loads(tags.get(MANIFEST) or "{}")
+        for name, (size, digest) in recorded.items():
+            path = root / name if root is not None else None
+            data = path.read_bytes() if path is not None and path.is_file() else None
+            if data is None or len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+                got = "missing" if data is None else f"{len(data)} bytes"
+                raise StoreError(
+                    f"run {run_id}: {name} in the spool {self.folder} is damaged ({got}, {size} bytes "
+                    "were logged); it is not uploaded: record the run again"
+                )
+        for path in sorted((root / ARTIFACT_DIR).glob("*")) if root is not None else []:
+            if path.suffix in (".ipynb", ".json") and path.is_file():
+                try:
+                    doc = json.loads(path.read_bytes())
+                except ValueError as exc:
+                    raise StoreError(
+                        f"run {run_id}: {ARTIFACT_DIR}/{path.name} in the spool {self.folder} does not "
+                        f"parse ({exc}); it is not uploaded: record the run again"
+                    ) from None
+                if path.suffix == ".ipynb" and not isinstance(doc.get("cells"), list):
+                    raise StoreError(
+                        f"run {run_id}: {ARTIFACT_DIR}/{path.name} in the spool {self.folder} is not a "
+                        "notebook; it is not uploaded: record the run again"
+                    )
+
     # --- writing ---------------------------------------------------------------------------------
     def make_durable(self, run: RunRecord) -> None:
         """``fsync`` a spool run's artifact files and their folders (SQLite syncs its own commits)."""
@@ -182,6 +229,89 @@ class Spool:
                 finally:
                     os.close(fd)
             _fsync_dir(Path(folder))
+
+
+class SpoolStore(MlflowStore):
+    """The spool's embedded store: nbtrack's files written atomically and recorded (size, hash), and
+    a full disk reported as one line naming the spool (:meth:`Spool.full_message`)."""
+
+    spool: Spool
+
+    @contextlib.contextmanager
+    def _guard(self, what: str, **options: Any) -> Iterator[None]:
+        try:
+            with super()._guard(what, **options):
+                yield
+        except (StoreError, OSError) as exc:
+            if not disk_full(exc):
+                raise
+            raise StoreError(self.spool.full_message(what)) from exc
+
+    def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Write ``files`` under ``nbtrack/`` in the run's artifact folder, each atomically, and
+        record their sizes and hashes in :data:`MANIFEST`."""
+        run = self.get_run(run_id)
+        root = artifact_folder(run.artifact_uri)
+        if root is None or not files:  # not a local folder: MLflow's way
+            return super().log_files(run_id, files)
+        manifest = json.loads(run.tags.get(MANIFEST) or "{}")
+        with self._guard(f"logging artifacts of run {run_id}"):
+            for name, data in files.items():
+                path = root / ARTIFACT_DIR / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_durably(path, data)
+                manifest[f"{ARTIFACT_DIR}/{name}"] = [len(data), hashlib.sha256(data).hexdigest()]
+        self.set_tags(run_id, {MANIFEST: json.dumps(manifest, sort_keys=True)})
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk is full: ``ENOSPC``, or SQLite's text."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "disk is full" in str(seen) or "No space left" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def pending_upload_message(run: Any) -> str | None:
+    """What a person reads about a run whose upload has not finished, else None.
+
+    ``run`` is a :class:`~nbtrack.models.RunRecord` of the tracking server (a half-uploaded copy,
+    tagged :data:`UPLOAD_PENDING`) or of the local spool (``nbtrack.sync.state`` pending).
+
+    Example:
+        >>> pending_upload_message(RunRecord("3f2a", tags={UPLOAD_PENDING: "ws-7"}))  # doctest: +SKIP
+        'run 3f2a is pending upload from the spool on ws-7 ...: run `nbtrack sync` on ws-7'
+    """
+    tags = run.tags
+    host = tags.get(UPLOAD_PENDING)
+    if host:
+        return (
+            f"run {run.run_id} is pending upload from the spool on {host}: its upload stopped before "
+            f"the server had all of it (metrics, artifacts or its end); run `nbtrack sync` on {host}"
+        )
+    if tags.get(SYNC_STATE) == PENDING:
+        why = tags.get(LAST_ERROR) or (
+            "its upload was interrupted" if tags.get(SERVER_RUN_ID) else "not uploaded yet"
+        )
+        return f"run {run.run_id} is pending upload in the local spool ({why}); run `nbtrack sync`"
+    return None
+
+
+def incomplete_upload(run: Any) -> str | None:
+    """Why a tracking server's run is incomplete (its upload stopped halfway) and what to run, else
+    None: what replay says instead of "artifacts missing". A run of the local spool is never one.
+
+    Example:
+        >>> incomplete_upload(RunRecord("3f2a", tags={UPLOAD_PENDING: "ws-7"}))  # doctest: +SKIP
+        'run 3f2a is pending upload from the spool on ws-7: ... run `nbtrack sync` on ws-7'
+    """
+    return pending_upload_message(run) if run.tags.get(UPLOAD_PENDING) else None
 
 
 def resolve_run(store: Any, run_id: str, config: Any) -> tuple[Any, str, str | None]:
@@ -228,9 +358,13 @@ def _fsync_dir(folder: Path) -> None:
 def _write_durably(path: Path, data: bytes) -> None:
     """Write ``path`` atomically (a temporary file renamed over it) and durably (fsync)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: give back what the partial copy took
+        raise
     _fsync_dir(path.parent)

@@ -6,7 +6,18 @@ same run at once), the server run is found by its ``nbtrack.spool_run_id`` tag o
 its id is remembered in the spool, then params, tags, the metric histories, dataset inputs and
 every artifact are copied, what the server already has is skipped, and the run is ended with its
 status and end time. Only then is the spool run marked ``uploaded``. A crash (or a server dying)
-anywhere in between leaves the run pending; the next upload resumes it, with no duplicate run.
+anywhere in between leaves the run pending; the next upload resumes it, with no duplicate run. Until
+then the server copy carries :data:`UPLOAD_PENDING` (which host's spool holds the rest), so that
+listings and replay say "pending upload, run `nbtrack sync`" instead of "artifacts missing"
+(:func:`~nbtrack.store.spool.pending_upload_message`). Artifacts that fail validation
+(:meth:`Spool.check_artifacts`: a notebook or snapshot that does not parse, a size other than the
+one recorded) are never uploaded: the run stays pending with the reason.
+
+Threads: the uploader runs on a thread of its own in a kernel, where the user's code imports MLflow
+too. Python's per-module import locks turn two threads importing MLflow's circular package at once
+into ``partially initialized module 'mlflow.tracking'`` (or a protobuf ``Couldn't build proto
+file``), so :func:`preload` imports everything an upload needs in the calling (main) thread before
+the uploader thread starts, and the thread itself imports nothing new.
 
 Example:
     >>> report = sync(Spool.for_server(uri, config), MlflowStore(uri))  # doctest: +SKIP
@@ -18,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import threading
@@ -27,7 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbtrack.errors import NbtrackError, StoreError
-from nbtrack.store.spool import Spool, artifact_folder
+from nbtrack.store.orphans import hostname
+from nbtrack.store.spool import MANIFEST, UPLOAD_PENDING, Spool, artifact_folder
 from nbtrack.tags import (
     LAST_ERROR,
     OWNER_PREFIX,
@@ -46,8 +59,33 @@ log = logging.getLogger("nbtrack.store.sync")
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 #: Seconds an uploader waits for another one that is uploading the same run.
 LOCK_TIMEOUT = 600.0
+#: What an upload imports (MLflow's client, its REST and artifact stores, the spool's store); see
+#: :func:`preload`.
+_UPLOAD_MODULES = (
+    "filelock",
+    "mlflow",
+    "mlflow.entities",
+    "mlflow.exceptions",
+    "mlflow.tracking",
+    "mlflow.tracking.fluent",
+    "mlflow.tracking._tracking_service.utils",
+    "mlflow.tracking.request_header.registry",
+    "mlflow.store.tracking.rest_store",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.artifact.artifact_repository_registry",
+    "mlflow.store.artifact.mlflow_artifacts_repo",
+    "mlflow.store.artifact.http_artifact_repo",
+    "mlflow.store.artifact.local_artifact_repo",
+    "mlflow.utils.rest_utils",
+    "mlflow.artifacts",
+    "nbtrack.redact",
+    "nbtrack.store.mlflow_store",
+    "nbtrack.store.http",
+)
+_preloaded = False
 #: Test hook: ``NBTRACK_SYNC_FAULT=<stage>`` ends the process abruptly once ``stage`` is done,
-#: which is how the tests crash an upload halfway (a real process death at a chosen point).
+#: which is how the tests crash an upload halfway (a real process death at a chosen point);
+#: ``<stage>+hang`` blocks the upload there instead (the kernel then exits while its upload runs).
 FAULT_ENV = "NBTRACK_SYNC_FAULT"
 
 
@@ -67,9 +105,30 @@ class SyncReport:
         }
 
 
+def preload() -> None:
+    """Import, in the calling thread, every module an upload uses; call it before starting a thread
+    that uploads (Python's import of MLflow is not safe from two threads at once: see the module's
+    docstring). Idempotent and cheap once done.
+
+    Example:
+        >>> preload()  # doctest: +SKIP
+        >>> "mlflow.tracking" in sys.modules  # doctest: +SKIP
+        True
+    """
+    global _preloaded
+    if _preloaded:
+        return
+    for name in _UPLOAD_MODULES:
+        importlib.import_module(name)
+    _preloaded = True
+
+
 def _fault(stage: str) -> None:
-    if os.environ.get(FAULT_ENV) == stage:
+    fault = os.environ.get(FAULT_ENV)
+    if fault == stage:
         os._exit(75)
+    if fault == f"{stage}+hang":  # a server that stops answering there: the process exits meanwhile
+        threading.Event().wait()
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -121,6 +180,8 @@ def upload_run(spool: Spool, target: Any, run_id: str) -> tuple[str, bool]:
     """Upload one spool run; returns its server run id and whether anything was copied now."""
     from filelock import FileLock, Timeout
 
+    # MLflow prints "View run ... at ..." to stdout when a server run ends: not into `--json` output
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         with FileLock(str(spool.lock_path(run_id)), timeout=LOCK_TIMEOUT):
             return _upload_locked(spool, target, run_id)
@@ -140,6 +201,7 @@ def _upload_locked(spool: Spool, target: Any, run_id: str) -> tuple[str, bool]:
     if tags.get(SYNC_STATE) == UPLOADED and tags.get(SERVER_RUN_ID):
         return tags[SERVER_RUN_ID], False
     experiment = local.get_experiment(run.info.experiment_id).name
+    spool.check_artifacts(run_id, artifact_folder(run.info.artifact_uri), tags)  # before any copy
     with translate_errors(f"uploading run {run_id} to {target.display_uri}"):
         server = target.client
         exp_id = target.experiment_id(experiment)
@@ -147,6 +209,7 @@ def _upload_locked(spool: Spool, target: Any, run_id: str) -> tuple[str, bool]:
         if server_id is None:
             copied_tags = _server_tags(tags)
             copied_tags[SPOOL_RUN_ID] = run_id
+            copied_tags[UPLOAD_PENDING] = hostname()
             created = server.create_run(
                 exp_id, start_time=run.info.start_time, tags=copied_tags, run_name=run.info.run_name
             )
@@ -154,12 +217,18 @@ def _upload_locked(spool: Spool, target: Any, run_id: str) -> tuple[str, bool]:
             _fault("create")
         spool.store.set_tags(run_id, {SERVER_RUN_ID: server_id})
         remote = server.get_run(server_id)
+        tagged = UPLOAD_PENDING in remote.data.tags
+        if not tagged and remote.info.status == "RUNNING":  # made by an older nbtrack
+            server.set_tag(server_id, UPLOAD_PENDING, hostname())
+            tagged = True
         _copy_values(local, server, run, remote)
         _fault("values")
         _copy_inputs(server, run, remote)
         _copy_artifacts(server, run, server_id)
         _fault("artifacts")
         server.set_terminated(server_id, status=run.info.status, end_time=run.info.end_time)
+        if tagged:
+            server.delete_tag(server_id, UPLOAD_PENDING)  # after the end: never RUNNING untagged
         spool.store.set_tags(run_id, {SYNC_STATE: UPLOADED, LAST_ERROR: ""})
     return server_id, True
 
@@ -170,7 +239,7 @@ def _server_tags(tags: dict[str, str]) -> dict[str, str]:
     return {
         k: v
         for k, v in tags.items()
-        if k not in SPOOL_ONLY and k != RUN_NAME and not k.startswith(OWNER_PREFIX)
+        if k not in SPOOL_ONLY and k not in (RUN_NAME, MANIFEST) and not k.startswith(OWNER_PREFIX)
     }
 
 
@@ -253,7 +322,12 @@ class Uploader:
         self._lock = threading.Lock()
 
     def kick(self, run_id: str | None = None, on_done: Callable[[str, str], None] | None = None) -> None:
-        """Start a pass soon; ``on_done(state, detail)`` hears how ``run_id`` ended."""
+        """Start a pass soon; ``on_done(state, detail)`` hears how ``run_id`` ended.
+
+        Call it from the thread that imports (a kernel's main thread): the first call imports what
+        the uploader thread will need (:func:`preload`) before that thread starts.
+        """
+        preload()
         with self._lock:
             if run_id and on_done:
                 self._listeners.setdefault(run_id, []).append(on_done)

@@ -26,6 +26,7 @@ from typing import Any
 
 from nbtrack.models import RunRecord
 from nbtrack.store.adopt import FluentGuard
+from nbtrack.store.http import unreachable  # here, not in the probe's thread (see probe)
 from nbtrack.store.mlflow_store import MlflowStore
 from nbtrack.store.orphans import end_orphans_quietly, owner_tags
 from nbtrack.store.spool import Spool
@@ -106,17 +107,22 @@ class Tracking:
 
     # --- the server ---------------------------------------------------------------------------------
     def probe(self) -> str | None:
-        """Why the server cannot be reached now, else None (then the spool's earlier pending runs
-        are uploaded in the background). Always None for an embedded store. Bounded by
-        ``tracking_timeout``."""
+        """Why the server cannot be reached now, else None. Always None for an embedded store.
+        Bounded by ``tracking_timeout``.
+
+        Safe on a thread beside the main thread's ``import mlflow``: it imports nothing and starts no
+        thread (the earlier pending runs are handed to the uploader by :meth:`upload_pending`, from
+        the main thread, once MLflow is imported).
+        """
         if self.target is None or self.spool is None:
             return None
-        from nbtrack.store.http import unreachable
+        return unreachable(self.target.uri, self.config.tracking_timeout)
 
-        reason = unreachable(self.target.uri, self.config.tracking_timeout)
-        if reason is None and self.spool.exists():
+    def upload_pending(self) -> None:
+        """Upload the spool's earlier pending runs in the background (the server answered). Call from
+        the main thread: the uploader's modules are imported here before its thread starts."""
+        if self.target is not None and self.spool is not None and self.spool.exists():
             self._uploader().kick()
-        return reason
 
     def upload(self, run_id: str, on_done: Callable[[str, str], None]) -> None:
         """Upload an ended spool run in the background; ``on_done(state, detail)`` hears how it ended

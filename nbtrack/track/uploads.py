@@ -37,11 +37,17 @@ class Uploads:
         self._told_unreachable = False
 
     def outage_notice(self, tracking: Tracking, unreachable: str | None) -> str | None:
-        """The one line the user reads when the server is down (once per outage), else None."""
+        """The one line the user reads when the server is down (once per outage), else None.
+
+        Called by ``%track start`` on the kernel's main thread once the run is started (MLflow is
+        imported by then): when the server answered, the spool's earlier pending runs are handed to
+        the background uploader here, never from the probe's thread (see :mod:`nbtrack.store.sync`).
+        """
         if not tracking.spooled:
             return None
         if unreachable is None:
             self._told_unreachable = False
+            tracking.upload_pending()
             return None
         if self._told_unreachable:
             return None
