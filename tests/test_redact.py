@@ -366,3 +366,164 @@ def test_notebook_redaction_keeps_binary_outputs_and_reports_cells() -> None:
         {"cell": None, "where": "metadata", "kinds": ["url-credentials"]},
     ]
     assert Redactor().notebook(safe)[1] == []  # nothing left to find
+
+
+# -- issue 16: the channels the value rules alone missed ---------------------------------------------
+H36 = "0123456789abcdef" * 4  # hex to fill token bodies
+TOKEN_SHAPES = {
+    "sendgrid": "SG." + A36[:22] + "." + A36 + A36[:7],
+    "mailgun": "key-" + H36[:32],
+    "mailchimp": H36[:32] + "-us14",
+    "twilio-api-key": "SK" + H36[:32],
+    "telegram-bot": "1234567890:A" + A36[:34],
+    "vault": "hvs." + A36[:24],
+    "digitalocean": "dop_v1_" + H36,
+    "shopify": "shpat_" + H36[:32],
+    "linear": "lin_api_" + A36 + A36[:4],
+    "newrelic": "NRAK-" + A36[:27].upper(),
+    "grafana": "glsa_" + A36[:32] + "_" + H36[:8],
+    "age": "AGE-SECRET-KEY-1" + (A36 + A36).upper()[:58],
+    "gitlab-deploy": "gldt-" + A36[:20],
+    "aws-sts-key-id": "ASIA" + "IOSFODNN7EXAMPLE",
+    "azure-ad-client-secret": "abc8Q~" + A36[:31],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOKEN_SHAPES))
+def test_token_shapes_typed_in_a_cell_are_redacted(name: str) -> None:
+    token = TOKEN_SHAPES[name]
+    out = redact_text(f"client = Client({token!r})\n")
+    assert token not in out and REDACTED in out, out
+    assert redact_value("NEUTRAL", token) == REDACTED
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("hook = 'https://acme.webhook.office.com/webhookb2/" + H36[:8] + "@" + H36[:24] + "/Incoming'",
+         H36[:24]),
+        ("curl -H 'Authorization: Basic dXNlcjpwYXNzd29yZA==' https://h", "dXNlcjpwYXNzd29yZA"),
+        ('headers = {"Authorization": "Bearer ' + A36 + '"}', A36),
+        ("curl -u alice:Cu-rl-Pw-77 https://api.example.com", "Cu-rl-Pw-77"),
+        ("-Xmx2g -Djavax.net.ssl.keyStorePassword=Jks-Pw-1 -Dfile.encoding=UTF-8", "Jks-Pw-1"),
+        ("--conf spark.hadoop.fs.s3a.secret.key=" + AWS_SECRET + " pyspark-shell", AWS_SECRET),
+        ("fs.azure.account.key.acct.blob.core.windows.net=" + AZURE_KEY, AZURE_KEY),
+        ("%env SERVICE_PASSPHRASE=open-sesame-42", "open-sesame-42"),
+        ("%set_env DEPLOY_PW=Dep-Pw-9", "Dep-Pw-9"),
+        ("%env NOTIFY_TOKEN Tok-en-55", "Tok-en-55"),
+        ("env: SERVICE_PASSPHRASE=open-sesame-42\n", "open-sesame-42"),
+        ("get_ipython().run_line_magic('env', 'SMTP_PW=Smtp-Pw-3')", "Smtp-Pw-3"),
+        ("export SMTP_PW=Smtp-Pw-4 && send", "Smtp-Pw-4"),
+        ("%track start --tag api_key=Tag-Key-1 --tag team=churn", "Tag-Key-1"),
+        ("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQVYBGX" + A36 + "\n-----END PGP PRIVATE KEY BLOCK-----",
+         A36),
+        ("PuTTY-User-Key-File-3: ssh-ed25519\nPrivate-Lines: 1\n" + A36 + "\nPrivate-MAC: " + H36, A36),
+        ("//registry.npmjs.org/:_authToken=" + H36[:36], H36[:36]),
+    ],
+)  # fmt: skip
+def test_named_and_shaped_secrets_in_text(text: str, secret: str) -> None:
+    out = redact_text(text)
+    assert secret not in out, out
+    assert redact_text(out) == out
+
+
+def test_names_that_mark_secrets() -> None:
+    for name in ("DB_PASSPHRASE", "GPG_PASSPHRASE", "SMTP_PW", "PW_SMTP", "fs.s3a.secret.key"):
+        assert is_secret_name(name), name
+    env = {
+        "JAVA_TOOL_OPTIONS": "-Dx.password=Jvm-Pw-1",
+        "_JAVA_OPTIONS": "-Xmx1g",
+        "SPARK_HOME": "/opt/spark",
+    }
+    assert redact_env(env) == {**env, "JAVA_TOOL_OPTIONS": REDACTED}
+
+
+def test_ordinary_code_and_commands_are_kept() -> None:
+    for text in (
+        "self.password = password\n",
+        "docker run -u 1000:1000 image\n",
+        "%env CUDA_VISIBLE_DEVICES=0\n",
+        "env: OMP_NUM_THREADS=4\n",
+        'headers = {"Authorization": f"Bearer {token}"}\n',
+        "%track start --tag team=churn --tag max_tokens=512\n",
+        "-Xmx2g -Dfile.encoding=UTF-8 -Dspark.driver.memory=4g\n",
+        "scores = model.predict(X_test)\nprint(f'auc={auc:.3f}')\n",
+    ):
+        assert redact_text(text) == text, text
+
+
+def test_tracebacks_are_scanned_without_their_colour_codes() -> None:
+    # IPython colours each token of the failing frame's source: the codes split `api_secret = "..."`.
+    frame = (
+        "\x1b[0;31mRuntimeError\x1b[0m                              Traceback (most recent call last)\n"
+        "Cell \x1b[0;32mIn[7], line 3\x1b[0m\n"
+        "\x1b[1;32m      1\x1b[0m api_secret \x1b[38;5;241m=\x1b[39m \x1b[38;5;124m'\x1b[39m"
+        "\x1b[38;5;124mTrace-Pw-5"
+        "\x1b[39m\x1b[38;5;124m'\x1b[39m\n"
+    )
+    out = redact_text(frame)
+    assert "Trace-Pw-5" not in out and REDACTED in out
+    plain = "\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"
+    assert redact_text(plain) == plain  # nothing secret: the colours stay
+
+
+def test_papermill_command_lines_keep_names_not_values() -> None:
+    from nbtrack.redact import Redactor
+
+    argv = ["papermill", "nb.ipynb", "out.ipynb", "-p", "token", "T0k-en-1", "-p", "alpha", "0.5",
+            "-r", "api_key", "Raw-Key-2", "-y", "webhook_secret: Yaml-Sec-3", "-b", "c2VjcmV0OiB4",
+            "--password=Opt-Pw-4", "--cwd", "/work"]  # fmt: skip
+    out = Redactor().argv(argv)
+    assert not any(
+        s in " ".join(out) for s in ("T0k-en-1", "Raw-Key-2", "Yaml-Sec-3", "c2VjcmV0", "Opt-Pw-4")
+    )
+    assert out[:5] == argv[:5] and out[6:9] == argv[6:9] and out[-2:] == ["--cwd", "/work"]
+
+
+def test_config_files_lose_values_of_secret_named_keys() -> None:
+    from nbtrack.redact import Redactor, is_credential_file
+
+    redactor = Redactor()
+    dvc = "['remote \"dav\"']\n    url = https://dav.example.com/store\n    password = Dvc-Pw-6\n"
+    yaml_text = "db:\n  host: db.internal\n  api_key: Yaml-Key-7\n  max_tokens: 512\n"
+    props = "db.host=db\nspring.datasource.password = Spring-Pw-8\n"
+    for path, text, secret, kept in (
+        (".dvc/config", dvc, "Dvc-Pw-6", "url = https://dav.example.com/store"),
+        ("conf/app.yaml", yaml_text, "Yaml-Key-7", "max_tokens: 512"),
+        ("conf/db.properties", props, "Spring-Pw-8", "db.host=db"),
+    ):
+        out, kinds = redactor.file_text(path, text)
+        assert secret not in out and kept in out and kinds, path
+    assert redactor.file_text("train.py", "api_key: str = field()\n")[1] == []  # code, not config
+    for path in ("kaggle.json", ".docker/config.json", "home/.docker/config.json", "keys/deploy.ppk",
+                 "deploy/id_rsa", ".netrc", ".aws/credentials", "secring.gpg"):  # fmt: skip
+        assert is_credential_file(path), path
+    for path in ("config.json", "src/docker/config.py", "data/keys.csv", "train.ipynb"):
+        assert not is_credential_file(path), path
+
+
+def test_secret_named_keys_in_tags_metadata_and_parameters() -> None:
+    from nbtrack.redact import Redactor
+
+    redactor = Redactor()
+    assert redactor.tags({"api_key": "abc", "smtp_pw": "x", "team": "churn", "max_tokens": "512"}) == {
+        "api_key": REDACTED, "smtp_pw": REDACTED, "team": "churn", "max_tokens": "512"
+    }  # fmt: skip
+    cell = {"cell_type": "code", "source": "1", "outputs": [], "metadata": {"db": {"password": "p"}}}
+    nb = {"cells": [cell], "metadata": {"service": {"client_secret": "s", "region": "eu"}}}
+    safe, findings = redactor.notebook(nb)
+    assert safe["cells"][0]["metadata"] == {"db": {"password": REDACTED}}
+    assert safe["metadata"]["service"] == {"client_secret": REDACTED, "region": "eu"}
+    assert {f["where"] for f in findings} == {"metadata"}
+    # keyed hashes of the environment stay comparable
+    env_section = {"env_hashes": {"key_id": "k", "hashes": {"GITHUB_TOKEN": H36[:32]}}}
+    assert redactor.tree(env_section) is env_section
+
+
+def test_a_lone_surrogate_is_written_as_an_escape() -> None:
+    from nbtrack.capture.nbfile import notebook_bytes
+
+    nb = {"cells": [{"cell_type": "code", "source": "odd = '\udcff'", "outputs": []}], "nbformat": 4}
+    raw = notebook_bytes(nb)
+    assert b"\\udcff" in raw and json.loads(raw) == nb
+    assert notebook_bytes({"cells": [], "name": "café"}).decode() == '{\n "cells": [],\n "name": "café"\n}\n'

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import os
 import re
@@ -28,22 +27,13 @@ from typing import IO, Any
 
 from nbtrack.capture.gitcmd import first_line, git_env
 from nbtrack.errors import CaptureError
-from nbtrack.redact import Redactor
+from nbtrack.redact import Redactor, is_credential_file
 
 _DIFF_TIMEOUT = 60.0
 _CHUNK = 1 << 16
 # Flags that make `git diff` print what `git apply` reads, whatever the user's diff.noprefix,
 # diff.mnemonicPrefix, color.ui, diff.external or textconv settings say.
 _DIFF_ARGS = "diff --binary --no-color --no-ext-diff --no-textconv --src-prefix=a/ --dst-prefix=b/ HEAD --"
-# Untracked files that by their name hold credentials; they are listed as skipped, never stored.
-# (File names, not variable names: nbtrack.redact judges values and variable names.)
-# fmt: off
-_SECRET_FILES = (
-    ".env", ".env.*", ".envrc", ".netrc", ".pgpass", ".pypirc", ".npmrc", ".git-credentials",
-    "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
-    "credentials", "credentials.json",
-)
-# fmt: on
 _EMPTY_BLOB_REVERSE = b"literal 0\nHcmV?d00001\n\n"
 _FILE_HEADER_RE = re.compile(rb"^diff --git ", re.M)
 
@@ -215,15 +205,15 @@ def untracked_patch(
         >>> untracked_patch(Path("repo"), b".env", 1024, "sha1", Redactor())
         (None, 'name marks a credentials file; never stored')
     """
-    name = os.fsdecode(os.path.basename(path.rstrip(b"/")))
-    if any(fnmatch.fnmatch(name, pattern) for pattern in _SECRET_FILES):
+    rel = os.fsdecode(path.rstrip(b"/"))
+    if is_credential_file(rel):  # by name or place (nbtrack.redact: the one list)
         return None, "name marks a credentials file; never stored"
     data, mode_or_reason = _read_untracked(os.path.join(os.fsencode(root), path), max_bytes)
     if data is None:
         return None, mode_or_reason
     if len(data) > max_bytes:  # grew while being read
         return None, f"more than NbtrackConfig.untracked_max_file_bytes ({max_bytes}) bytes"
-    if redactor.looks_secret(data.decode("utf-8", "replace")):
+    if redactor.file_text(rel, data.decode("utf-8", "replace"))[1]:
         return None, "content looks like a credential (nbtrack.redact); never stored"
     return new_file_patch(path, data, mode_or_reason, object_format), ""
 
@@ -247,9 +237,9 @@ def drop_secret_files(patch: Patch, redactor: Redactor) -> list[dict[str, str]]:
     dropped: list[dict[str, str]] = []
     for a, b in bounds:
         piece = text[a:b]
-        if redactor.looks_secret(piece.decode("utf-8", "replace")):
-            header = piece.split(b"\n", 1)[0].decode("utf-8", "replace")
-            path = header.removeprefix("diff --git ").split(" b/", 1)[0].removeprefix("a/")
+        header = piece.split(b"\n", 1)[0].decode("utf-8", "replace")
+        path = header.removeprefix("diff --git ").split(" b/", 1)[0].removeprefix("a/")
+        if redactor.file_text(path, piece.decode("utf-8", "replace"))[1]:
             why = "its changes hold a credential (nbtrack.redact); never stored"
             dropped.append({"path": path, "reason": why})
         else:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbtrack.redact import policy
+
 #: Options of the papermill CLI that take two values / none; every other option takes one.
 _PM_TWO = {"-p", "--parameters", "-r", "--parameters_raw"}
 _PM_FLAGS = {
@@ -122,6 +124,11 @@ def _launch_dirs(pid: int, now: Path, cwd_option: str | None) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
+def _safe_command(argv: list[str]) -> str:
+    """A command line as it may be stored: ``papermill -p token VALUE`` keeps the name, not the value."""
+    return shlex.join(policy().argv(argv))
+
+
 def _parse_papermill(args: list[str]) -> tuple[list[str], dict[str, str]]:
     """papermill's positional arguments and its one-value options (``--cwd``, ...) from its argv."""
     positional: list[str] = []
@@ -195,7 +202,7 @@ def papermill_invocation(pid: int | None = None) -> dict[str, Any] | None:
         info["launch_dir"] = str(base)
     if "--no-request-save-on-cell-execute" in options:
         info["saves_each_cell"] = False
-    info["command"] = shlex.join(argv[start - 1 :])
+    info["command"] = _safe_command(argv[start - 1 :])
     return info
 
 
@@ -239,7 +246,7 @@ def executor_invocation(kernel_cwd: Path, pid: int | None = None) -> dict[str, A
         "tool": tool,
         "input_path": str(existing[0]) if len(existing) == 1 else None,
         "candidates": [str(p) for p in named],
-        "command": shlex.join(argv[start - 1 :]),
+        "command": _safe_command(argv[start - 1 :]),
     }
 
 

@@ -141,7 +141,13 @@ def notebook_bytes(nb: dict[str, Any]) -> bytes:
         >>> notebook_bytes({"nbformat": 4, "cells": []}).splitlines()
         [b'{', b' "cells": [],', b' "nbformat": 4', b'}']
     """
-    return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    text = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate ("\udcff", e.g. bytes decoded with surrogateescape) has no UTF-8 form:
+        # written as JSON escapes instead, which read back to the same string.
+        return (json.dumps(nb, indent=1, sort_keys=True) + "\n").encode()
 
 
 @dataclass

@@ -244,7 +244,8 @@ def _keep(
 
     safe, found = redactor.notebook(nb)
     files[f"{stem}.ipynb"] = notebook_bytes(safe) if found else raw
-    files[f"{stem}.html"] = notebook_html(safe, title=title).encode()
+    # A lone surrogate in a cell has no UTF-8 form: shown as its escape ("\\udcff") in the HTML.
+    files[f"{stem}.html"] = notebook_html(safe, title=title).encode("utf-8", "backslashreplace")
     if found:
         redacted[f"{stem}.ipynb"] = found
 

@@ -10,9 +10,18 @@ value regexes); none keeps its own list.
 A redacted secret becomes ``[REDACTED]``; only the secret part goes, so the host of a URL, the name of
 a variable and the ``git`` user of ``ssh://git@host/repo`` stay readable.
 
-Modules: :mod:`~nbtrack.redact.rules` (the shapes of secrets), :mod:`~nbtrack.redact.redactor`
-(:class:`Redactor`, which applies them), :mod:`~nbtrack.redact.policy` (the policy of a config and
-the default policy as functions).
+Names also count where a value sits beside its name: ``%env NAME=value`` and its output, shell and
+dotenv ``NAME=value``, ``--tag NAME=VALUE``, secret-named keys of tags, notebook metadata and
+parameters, ``key = value`` lines of config files (``.dvc/config``, YAML, ``.properties``), papermill's
+``-p NAME VALUE``. Credential files (``kaggle.json``, ``.docker/config.json``, ``*.ppk``, ``id_rsa``)
+are never stored; ANSI colour codes are removed before scanning (they split IPython's tracebacks).
+The token shapes follow detect-secrets' plugin denylists and gitleaks' default rules, kept here as
+regexes (the library is ~8-40x slower per line and its entropy plugins flag ordinary code).
+
+Modules: :mod:`~nbtrack.redact.rules` (the shapes of secrets), :mod:`~nbtrack.redact.channels`
+(named values, colour codes, command lines, credential and config files),
+:mod:`~nbtrack.redact.redactor` (:class:`Redactor`, which applies them), :mod:`~nbtrack.redact.policy`
+(the policy of a config and the default policy as functions).
 
 Example:
     >>> strip_url_credentials("https://user:pass@git.example.com/team/repo.git")
@@ -27,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+from nbtrack.redact.channels import is_credential_file, strip_ansi
 from nbtrack.redact.policy import (
     is_secret_name,
     looks_secret,
@@ -42,6 +52,7 @@ from nbtrack.redact.redactor import REDACTED, Redactor
 __all__ = [
     "REDACTED",
     "Redactor",
+    "is_credential_file",
     "is_secret_name",
     "looks_secret",
     "policy",
@@ -49,5 +60,6 @@ __all__ = [
     "redact_env",
     "redact_text",
     "redact_value",
+    "strip_ansi",
     "strip_url_credentials",
 ]

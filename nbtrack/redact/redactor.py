@@ -8,14 +8,23 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from nbtrack.errors import ConfigError
+from nbtrack.redact.channels import (
+    ANSI_RE,
+    CONFIG_RE,
+    NAMED_RE,
+    argv_secret_positions,
+    is_config_file,
+    is_credential_file,
+    strip_ansi,
+)
 from nbtrack.redact.rules import (
-    ANCHORS_RE,
     BINARY_MIME_RE,
     GLUED_RE,
     NAME_RE,
@@ -26,9 +35,12 @@ from nbtrack.redact.rules import (
     URL_CRED_RE,
     URL_RE,
     compiled_rules,
+    rules_for,
 )
 
 REDACTED = "[REDACTED]"
+# Dicts of keyed hashes (the environment's): a hash named GITHUB_TOKEN is no secret, and is compared.
+_KEYED_HASHES = frozenset({"hashes", "env_hashes"})
 
 
 def _user_to_keep(scheme: str, user: str, value_re: re.Pattern[str]) -> str:
@@ -118,22 +130,91 @@ class Redactor:
         return stripped
 
     def scan_and_redact(self, text: str) -> tuple[str, list[str]]:
-        """``text`` with every secret replaced, and the kinds of secret found (in order, repeated)."""
+        """``text`` with every secret replaced, and the kinds of secret found (in order, repeated).
+
+        Text holding ANSI colour codes (IPython's tracebacks) is scanned without them, since a code
+        inside a secret splits its pattern; it keeps them unless something was redacted.
+        """
+        if "\x1b" in text and ANSI_RE.search(text):
+            plain, found = self._scan(strip_ansi(text))
+            return (plain, found) if found else (text, found)
+        return self._scan(text)
+
+    def _scan(self, text: str) -> tuple[str, list[str]]:
         found: list[str] = []
         if "://" in text:
             text = URL_CRED_RE.sub(lambda m: self._sub_url_cred(m, found), text)
             # Signed URLs (S3 presigned, SAS) carry their credential in the query string.
             text = URL_RE.sub(lambda m: self._strip_secret_query(m, found), text)
+        if "=" in text or "env" in text:
+            text = NAMED_RE.sub(lambda m: self._sub_named(m, found), text)
         # Again while something was found: a rule's kept prefix (libpq's "host=... user=...") may
         # have covered another secret in the same pass. Redacted values are not found twice.
-        for _ in range(4 if ANCHORS_RE.search(text) else 0):
-            count = len(found)
-            text = self._value_re.sub(lambda m: self._sub_value(m, found), text)
-            if len(found) == count:
-                break
+        rules = rules_for(text)
+        if rules is not None:
+            for _ in range(4):
+                count = len(found)
+                text = rules.sub(lambda m: self._sub_value(m, found), text)
+                if len(found) == count:
+                    break
         for extra in self._extra:
             text = extra.sub(lambda m: _sub_extra(m, found), text)
         return text, found
+
+    def _sub_named(self, match: re.Match[str], found: list[str], kind: str = "secret-named-value") -> str:
+        """``NAME=value`` whose name marks a secret: the value goes, the name stays."""
+        n, v = next((f"n{i}", f"v{i}") for i in ("", "2", "3") if match.group(f"v{i}") is not None)
+        value = match.group(v).rstrip()
+        name = match.group(n)
+        # An UPPER_CASE name is an environment variable's (KAGGLE_KEY, MAX_TOKENS are judged as
+        # in the environment); others are keys and tags (api_key yes, max_tokens no).
+        secret = self.is_secret_name(name) if name.isupper() else self.secret_key(name)
+        if not value or value == REDACTED or not secret:
+            return match.group(0)
+        found.append(kind)
+        start, (a, _) = match.start(), match.span(v)
+        whole = match.group(0)
+        return whole[: a - start] + REDACTED + whole[a - start + len(value) :]
+
+    def file_text(self, path: str, text: str) -> tuple[str, list[str]]:
+        """A file's text as it may be stored, and the kinds found. A credential file (by name or
+        place: ``kaggle.json``, ``.docker/config.json``, ``*.ppk``, ``id_rsa``) is never stored:
+        its text becomes ``[REDACTED]``; config files also lose values of secret-named keys.
+
+        Example:
+            >>> Redactor().file_text(".dvc/config", "[core]\\n    password = hunter2\\n")[1]
+            ['config-secret-key']
+        """
+        if is_credential_file(path):
+            return REDACTED, ["credential-file"]
+        text, found = self.scan_and_redact(text)
+        if is_config_file(path):
+            text = CONFIG_RE.sub(lambda m: self._sub_named(m, found, "config-secret-key"), text)
+        return text, found
+
+    def argv(self, argv: list[str]) -> list[str]:
+        """A command line with its secrets redacted: papermill's ``-p NAME VALUE`` / ``-r`` values
+        for secret-named parameters, base64 parameters, ``--password=...`` and secret-shaped
+        arguments; the rest (paths, options) stays readable.
+
+        Example:
+            >>> Redactor().argv(["papermill", "in.ipynb", "out.ipynb", "-p", "token", "abc", "-p", "n", "3"])
+            ['papermill', 'in.ipynb', 'out.ipynb', '-p', 'token', '[REDACTED]', '-p', 'n', '3']
+        """
+
+        def secret_name(name: str) -> bool:
+            return self.is_secret_name(name) or bool(SECRET_VAR_RE.fullmatch(name.replace("-", "_")))
+
+        secret = argv_secret_positions(argv, secret_name, self.looks_secret)
+        out = []
+        for i, arg in enumerate(argv):
+            if i not in secret:
+                out.append(self.file_text("parameters.yaml", arg)[0] if "\n" in arg or ": " in arg else arg)
+            elif arg.startswith("--") and "=" in arg:
+                out.append(arg.partition("=")[0] + "=" + REDACTED)
+            else:
+                out.append(REDACTED)
+        return out
 
     def text(self, text: str) -> str:
         """Scrub credentials in URLs and known secret shapes from free text."""
@@ -194,11 +275,27 @@ class Redactor:
         return {name: self.value(name, value) for name, value in sorted(env.items())}
 
     # --- structures ------------------------------------------------------------------------------
-    def tree(self, obj: Any, found: list[str] | None = None) -> Any:
+    def secret_key(self, name: str) -> bool:
+        """True when a key (a tag, a metadata key, a parameter) names a secret: ``api_key``,
+        ``db_pw``, ``GITHUB_TOKEN``, ``keyStorePassword``; not ``max_tokens``, ``secret_skipped``."""
+        return _secret_key(name)
+
+    def tags(self, tags: Mapping[str, str]) -> dict[str, str]:
+        """Run tags as they may be stored: a secret-named key's value goes, any value is scanned.
+
+        Example:
+            >>> Redactor().tags({"api_key": "abc", "team": "churn"})
+            {'api_key': '[REDACTED]', 'team': 'churn'}
+        """
+        return dict(self.tree(dict(tags)))
+
+    def tree(self, obj: Any, found: list[str] | None = None, keyed: bool = True) -> Any:
         """JSON-like data with every string redacted; unchanged parts are the same objects.
 
         Multi-line text stored as a list of lines (nbformat's way) is redacted joined, so a private
         key spread over several lines goes whole. Base64 payloads of binary MIME types are kept.
+        ``keyed``: a string under a secret-named key (``api_key``, ``db_password``: tags, metadata,
+        parameters) goes whole; not below ``hashes`` (keyed hashes of values, named by variable).
         """
         sink: list[str] = [] if found is None else found
         if isinstance(obj, str):
@@ -213,15 +310,22 @@ class Redactor:
                     return obj
                 sink.extend(kinds)
                 return new.splitlines(keepends=True)
-            items = [self.tree(item, sink) for item in obj]
+            items = [self.tree(item, sink, keyed) for item in obj]
             return obj if all(a is b for a, b in zip(items, obj, strict=True)) else items
         if isinstance(obj, dict):
-            out = {
-                k: v if isinstance(k, str) and BINARY_MIME_RE.match(k) else self.tree(v, sink)
-                for k, v in obj.items()
-            }
+            out = {k: self._entry(k, v, sink, keyed) for k, v in obj.items()}
             return obj if all(out[k] is obj[k] for k in obj) else out
         return obj
+
+    def _entry(self, key: Any, value: Any, sink: list[str], keyed: bool) -> Any:
+        if not isinstance(key, str):
+            return self.tree(value, sink, keyed)
+        if BINARY_MIME_RE.match(key):
+            return value
+        if keyed and isinstance(value, str) and value not in ("", REDACTED) and self.secret_key(key):
+            sink.append("secret-named-key")
+            return REDACTED
+        return self.tree(value, sink, keyed and key not in _KEYED_HASHES)
 
     def notebook(self, nb: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A notebook with secrets redacted from every cell and its metadata, and where they were.
@@ -260,6 +364,12 @@ class Redactor:
         if "metadata" in nb:
             out["metadata"] = metadata
         return out, findings
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(name: str) -> bool:
+    # Cached: a snapshot repeats a few hundred keys ("name", "version", ...) thousands of times.
+    return bool(SECRET_VAR_RE.fullmatch(name.replace("-", "_").replace(".", "_")))
 
 
 def _sub_extra(match: re.Match[str], found: list[str]) -> str:
