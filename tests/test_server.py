@@ -555,3 +555,37 @@ def test_stopping_the_server_stops_its_replays(tracked: Tracked, tmp_path: Path)
         while any(alive(pid) for pid in helpers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not [pid for pid in helpers if alive(pid)], server.log.read_text()[-3000:]
+
+
+async def test_a_300_kb_parameter_replays_and_job_status_redacts_parameters(
+    jp_fetch: Any, tracked: Tracked
+) -> None:
+    # Given a replay request with a 300 KB parameter and a secret one
+    big = "x" * 300_000
+    body = {"parameters": {"min_tenure": 12, "api_key": "sk-live-4f9a8b7c6d5e4f3a2b1c", "blob": big}}
+    response = await jp_fetch(
+        "nbtrack", "runs", tracked.second, "replay", method="POST", body=json.dumps(body), params=_nb(ROWS_NB)
+    )
+    job = json.loads(response.body)
+    # Then the job's status shows the parameters redacted and the long one by its length only
+    shown = job["parameters"]
+    assert shown["api_key"] == "[REDACTED]" and shown["min_tenure"] == 12
+    assert "300000 characters" in shown["blob"] and len(json.dumps(job)) < 10_000
+    # and no process carries the parameters on its command line
+    for pid in children(os.getpid(), b"nbtrack.server.replay_job"):
+        assert b"sk-live" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    # and the replay runs to its verdict
+    started = time.monotonic()
+    job = await _wait_for_job(jp_fetch, job["job_id"])
+    took = time.monotonic() - started
+    assert job["state"] == "done", job["error"]
+    assert job["verdict"] == "REPRODUCED", (job["report"], took)
+    assert "sk-live" not in json.dumps(job)
+
+
+async def test_a_notebook_path_too_long_for_the_file_system_is_400(jp_fetch: Any, tracked: Tracked) -> None:
+    for path in ("a/" * 2100 + "x.ipynb", "x" * 300 + ".ipynb"):
+        for parts in (("runs",), ("info",)):
+            code, body = await _error(jp_fetch, *parts, params={"notebook": path})
+            assert code == 400 and body["error"] == "UsageError", body
+            assert "path" in body["message"]

@@ -107,6 +107,22 @@ export interface IMetricCheck {
   ok: boolean;
 }
 
+/**
+ * Whether a replay checked the run's code against the repository (nbtrack/replay/provenance.py):
+ * `refused` when it would run code the repository does not hold at the run's commit.
+ */
+export interface IProvenance {
+  checked: boolean;
+  reason: string;
+  commit: string | null;
+  /** One line per difference (notebook cells, files of git.diff). */
+  differs: string[];
+  /** The code cells' unified diff, then git.diff, for the user to read before consenting. */
+  diff: string;
+  refused: boolean;
+  allowed: boolean;
+}
+
 /** `nbtrack replay --json`: the parts the panel shows. */
 export interface IReplayResult {
   verdict: string;
@@ -126,6 +142,7 @@ export interface IReplayResult {
   evidence?: Record<string, number>;
   /** One row per compared code cell (nbtrack/replay/outputs `OutputComparison.cells`). */
   cell_outputs?: Array<{ cell: number; source_head: string; ok: boolean; detail: string }>;
+  provenance?: IProvenance;
 }
 
 export type Verdict = 'REPRODUCED' | 'DIVERGED' | 'FAILED' | 'CANNOT_REPLAY' | 'UNVERIFIED';
@@ -247,11 +264,12 @@ export const api = {
   diff(a: string, b: string, notebook?: string | null): Promise<IDiff> {
     return requestAPI<IDiff>('diff', { a, b, notebook });
   },
-  replay(runId: string, notebook?: string | null): Promise<IJob> {
+  replay(runId: string, notebook?: string | null, allowUncommitted = false): Promise<IJob> {
+    const body = { mode: 'auto', allow_uncommitted: allowUncommitted };
     return requestAPI<IJob>(
       `runs/${runId}/replay`,
       { notebook },
-      { method: 'POST', body: JSON.stringify({ mode: 'auto' }) }
+      { method: 'POST', body: JSON.stringify(body) }
     );
   },
   job(jobId: string): Promise<IJob> {

@@ -13,6 +13,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
 import { api } from './api';
 import { BridgeManager } from './comm';
+import { confirmUncommitted } from './consent';
 import { DRIVE_NAME, RunsDrive } from './drive';
 import { nbtrackIcon } from './icon';
 import { RunsModel } from './model';
@@ -44,6 +45,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     contents.addDrive(drive);
 
     const model = new RunsModel();
+    model.confirmUncommitted = confirmUncommitted;
     /** Notebooks of the server's own drive (not our recorded ones, nor other drives). */
     const serverPath = (panel: NotebookPanel | null): string | null => {
       if (!panel || panel.isDisposed) {

@@ -4,7 +4,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { api, ApiError, IDiff, IJob, IRunDetail, IRunRow } from './api';
+import { api, ApiError, IDiff, IJob, IProvenance, IRunDetail, IRunRow } from './api';
 
 /** Something fetched from the server. */
 export interface IRemote<T> {
@@ -187,8 +187,18 @@ export class RunsModel {
     this._setSelection(current.slice(-2));
   }
 
-  /** Replay a run: start the job, then poll it until it ends. */
-  async replay(runId: string): Promise<void> {
+  /**
+   * Asks the user whether to replay a run whose code the repository does not hold (the server
+   * refused it: a run from a tracking server); the panel shows what differs. Default: no.
+   */
+  confirmUncommitted: (runId: string, provenance: IProvenance) => Promise<boolean> = async () =>
+    false;
+
+  /**
+   * Replay a run: start the job, then poll it until it ends. When the server refuses to run
+   * uncommitted code, ask (`confirmUncommitted`) and, on consent, replay again allowing it.
+   */
+  async replay(runId: string, allowUncommitted = false): Promise<void> {
     const running = this._replays.get(runId)?.job;
     if (running && (running.state === 'queued' || running.state === 'running')) {
       return;
@@ -197,7 +207,7 @@ export class RunsModel {
     this._emit();
     let job: IJob;
     try {
-      job = await api.replay(runId, this._notebook);
+      job = await api.replay(runId, this._notebook, allowUncommitted);
     } catch (error) {
       this._replays.set(runId, { job: null, error: messageOf(error) });
       this._emit();
@@ -216,6 +226,12 @@ export class RunsModel {
       }
       this._replays.set(runId, { job, error: null });
       this._emit();
+    }
+    const provenance = job.result?.provenance;
+    if (!allowUncommitted && !this._disposed && job.state === 'done' && provenance?.refused) {
+      if (await this.confirmUncommitted(runId, provenance)) {
+        return this.replay(runId, true);
+      }
     }
     // The replay is itself a run (tagged replay_of): show it when it belongs to this notebook.
     void this.refresh();

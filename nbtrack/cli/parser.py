@@ -70,7 +70,9 @@ verdicts and exit codes:
   1  DIVERGED       a metric, param, DVC output or cell output differs (naming it), or a result
                     varied between the --repeat replays (a chance pass is no pass)
   2  FAILED         a cell raised (one that raised the same way in the original does not count)
-  3  CANNOT_REPLAY  the replay could not start (run, data or artifact missing)
+  3  CANNOT_REPLAY  the replay could not start (run, data or artifact missing), or refused to
+                    run code the repository does not hold at the run's commit (a run from a
+                    tracking server, or any run of a batch): --allow-uncommitted runs it anyway
   4  UNVERIFIED     it ran, but nothing could be compared: log a metric, tag a result cell
                     `nbtrack:result`, or keep the outputs in the saved notebook
   64 usage error
@@ -154,6 +156,19 @@ def _add_replay_checks(rp: argparse.ArgumentParser) -> None:
         "--keep-workspace", action="store_true", help="keep the temporary workspace and say where"
     )
     rp.add_argument("--workspace-dir", type=Path, help="make the temporary workspace in this folder")
+    rp.add_argument(
+        "--allow-uncommitted",
+        action="store_true",
+        help="replay a run from a tracking server (or of a batch) even when its notebook or git.diff "
+        "is not what the repository holds at its commit; without it such a run is refused (exit 3)",
+    )
+    rp.add_argument(
+        "--require-committed",
+        action="store_true",
+        help="check that the run executes only committed code whatever its store (a batch always does)",
+    )
+    # A batch hands each replay its parameters in a private file, not on the command line.
+    rp.add_argument("--parameters-file", type=Path, help=argparse.SUPPRESS)
     rp.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
     rp.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")
     rp.add_argument("--json", action="store_true", help="print the result(s) as JSON")

@@ -10,6 +10,8 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from nbtrack.errors import CannotReplay, RunNotFoundError, UsageError
@@ -38,8 +40,11 @@ def _replay_options(args: argparse.Namespace) -> dict[str, Any]:
             tolerances[name] = float(value)
         except ValueError:
             raise UsageError(f"--metric-tolerance {name}={value}: the tolerance must be a number") from None
+    parameters = {name: parse_value(value) for name, value in args.parameters}
+    if args.parameters_file is not None:
+        parameters = {**_read_parameters(args.parameters_file), **parameters}
     return {
-        "parameters": {name: parse_value(value) for name, value in args.parameters},
+        "parameters": parameters,
         "mode": args.mode,
         "env": args.env,
         "tolerance": args.tolerance,
@@ -49,20 +54,39 @@ def _replay_options(args: argparse.Namespace) -> dict[str, Any]:
         "keep_workspace": args.keep_workspace,
         "kernel_name": args.kernel,
         "workspace_dir": args.workspace_dir,
+        "allow_uncommitted": args.allow_uncommitted,
+        # A batch (CI, unattended) runs only committed code, whatever the store.
+        "require_committed": args.require_committed or bool(args.experiment),
     }
 
 
-def _batch_argv(args: argparse.Namespace, target: Target, run_id: str) -> list[str]:
-    """The command line replaying one run of a batch in its own process.
+def _read_parameters(path: Path) -> dict[str, Any]:
+    """The overrides a batch wrote for one of its replays (a JSON object)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--parameters-file {path}: {exc}; give a JSON object of name -> value") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--parameters-file {path}: not a JSON object of name -> value")
+    return data
+
+
+def _batch_argv(args: argparse.Namespace, target: Target, run_id: str, parameters: Path | None) -> list[str]:
+    """The command line replaying one run of a batch in its own process; always
+    ``--require-committed`` (a batch runs unattended, often in CI).
 
     The configuration (tracking URI included, which may hold credentials) goes through the
-    environment (:func:`nbtrack.config.to_env`), never the command line.
+    environment (:func:`nbtrack.config.to_env`), never the command line; the parameter overrides
+    through ``parameters``, a private file (a value can be longer than one argument may be, and
+    may be a secret ``ps`` would show).
     """
     argv = [sys.executable, "-m", "nbtrack.cli", "--project", str(target.project)]
     argv += ["replay", run_id, "--json", "--mode", args.mode, "--env", args.env]
-    argv += ["--outputs", args.outputs, "--repeat", str(args.repeat)]
-    for name, value in args.parameters:
-        argv += ["-p", name, value]
+    argv += ["--outputs", args.outputs, "--repeat", str(args.repeat), "--require-committed"]
+    if parameters is not None:
+        argv += ["--parameters-file", str(parameters)]
+    if args.allow_uncommitted:
+        argv.append("--allow-uncommitted")
     if args.tolerance is not None:
         argv += ["--tolerance", str(args.tolerance)]
     for item in args.metric_tolerance:
@@ -81,11 +105,18 @@ def _replay_one_process(args: argparse.Namespace, runs: Runs, target: Target, ru
     import subprocess
 
     from nbtrack.config import to_env
+    from nbtrack.replay.result import parse_value
 
     env = {**os.environ, **to_env(runs.config)}
-    proc = subprocess.run(
-        _batch_argv(args, target, run.run_id), capture_output=True, text=True, check=False, env=env
-    )
+    with tempfile.TemporaryDirectory(prefix="nbtrack-batch-") as tmp:
+        parameters = None
+        if args.parameters:
+            parameters = Path(tmp) / "parameters.json"
+            fd = os.open(parameters, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({name: parse_value(value) for name, value in args.parameters}, out)
+        argv = _batch_argv(args, target, run.run_id, parameters)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     try:
         result: dict[str, Any] = json.loads(proc.stdout)
     except ValueError:

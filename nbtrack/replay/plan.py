@@ -59,6 +59,10 @@ class ReplayOptions:
     outputs: str = "check"
     #: ``--repeat``: how many times the run is replayed (to see what varies between replays).
     repeat: int = 1
+    #: Replay code the repository does not hold at the run's commit (see :mod:`~nbtrack.replay.provenance`).
+    allow_uncommitted: bool = False
+    #: Check the run's provenance whatever its store (a batch: ``nbtrack replay --experiment``).
+    require_committed: bool = False
 
     def check(self) -> None:
         """Raise UsageError for a ``mode``, ``env``, ``outputs``, ``repeat``, tolerance or kernel that
@@ -233,6 +237,12 @@ def _read_run(store: MlflowStore, run_id: str) -> tuple[RunRecord, Snapshot]:
             f"run {run_id} is not in {store.display_uri}; list runs with `nbtrack runs` "
             "(or pass --tracking-uri / --project for another store)"
         ) from exc
+    from nbtrack.store.spool import incomplete_upload
+
+    # A server copy whose upload has not finished: its artifacts are in a spool, not lost.
+    pending = incomplete_upload(original)
+    if pending is not None:
+        raise CannotReplay(pending)
     return original, store.load_snapshot(run_id)
 
 

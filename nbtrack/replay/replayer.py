@@ -77,6 +77,8 @@ def replay(
     progress_bar: bool = False,
     on_progress: Progress | None = None,
     say: Callable[[str], None] | None = None,
+    allow_uncommitted: bool = False,
+    require_committed: bool = False,
 ) -> ReplayResult:
     """Re-execute a tracked run and say whether it reproduced.
 
@@ -88,6 +90,7 @@ def replay(
         outputs: ``check`` (differing cell outputs make DIVERGED), ``report`` (listed, never
             DIVERGED) or ``ignore`` (cell outputs not compared).
         repeat: replay the run this many times and report what varies between the replays.
+        allow_uncommitted, require_committed: see :func:`nbtrack.replay.provenance.check_provenance`.
 
     Example:
         >>> result = replay("3f2a9c41e0b84d0f", parameters={"seed": 1}, repeat=2)  # doctest: +SKIP
@@ -109,6 +112,8 @@ def replay(
         on_progress=on_progress,
         outputs=outputs,
         repeat=repeat,
+        allow_uncommitted=allow_uncommitted,
+        require_committed=require_committed,
     )
     if say is not None:
         options.say = say
@@ -143,6 +148,8 @@ class _Replayed:
     output: bytes | None = None
     executed: dict[str, Any] | None = None
     paths: list[str] = field(default_factory=list)
+    #: The user's notebook the run was recorded from: the output notebook opens trusted only if it does.
+    trust_from: Path | None = None
 
     @property
     def judged(self) -> bool:
@@ -176,6 +183,7 @@ def _run_stages(done: _Replayed, options: ReplayOptions) -> None:
 
     result = done.result
     plan = make_plan(result, options)
+    _check_provenance(result, plan, options)
     ws = build_workspace(
         plan.snapshot,
         source=plan.source,
@@ -198,10 +206,30 @@ def _run_stages(done: _Replayed, options: ReplayOptions) -> None:
         done.executed, done.paths = execution.executed, normalize_paths(plan, ws)
         if judgement.replay is not None:
             done.store, done.config = judgement.replay.store, plan.config
+            done.trust_from = plan.source / result.notebook if result.notebook else None
             done.output = execution.output.read_bytes() if execution.output.exists() else None
     finally:
         if not options.keep_workspace:
             ws.cleanup()
+
+
+def _check_provenance(result: ReplayResult, plan: ReplayPlan, options: ReplayOptions) -> None:
+    """Before any clone or kernel: a run from a shared store runs committed code, or has consent."""
+    from nbtrack.replay.provenance import UncommittedCodeError, check_provenance
+
+    try:
+        found = check_provenance(
+            plan, batch=options.require_committed, allow_uncommitted=options.allow_uncommitted
+        )
+    except UncommittedCodeError as exc:
+        result.provenance = exc.provenance.to_dict()
+        raise
+    result.provenance = found.to_dict()
+    if found.differs:
+        result.risks.append(
+            "ran code the repository does not hold at the run's commit (--allow-uncommitted): "
+            + "; ".join(found.differs[:4])
+        )
 
 
 def _record(done: _Replayed, final: ReplayResult) -> None:
@@ -215,7 +243,7 @@ def _record(done: _Replayed, final: ReplayResult) -> None:
         result.verdict, result.message = final.verdict, final.message
         result.nondeterministic = final.nondeterministic
     try:
-        record(done.store, result.replay_run_id, result, done.output, done.config)
+        record(done.store, result.replay_run_id, result, done.output, done.config, done.trust_from)
     except NbtrackError as exc:  # the store failed: the verdict cannot be trusted to be kept
         result.verdict, result.message = CANNOT_REPLAY, f"the replay's verdict could not be recorded: {exc}"
 

@@ -39,6 +39,7 @@ class ReplayResult:
     ``outputs``, ``cell_outputs``, ``figures``); ``nondeterministic`` lists the results that varied
     between the replays themselves (``--repeat``), and ``repeats`` the extra replays (their run, own
     verdict and message); ``expected_errors`` the cells that raised as they did in the original.
+    ``provenance`` says whether the code was checked against the repository and what differs.
     ``environment`` is :func:`nbtrack.compare.diff_environment`'s drift and ``code_diff`` the
     cell-level diff of :func:`nbtrack.compare.diff_cells` (papermill's injected cell left out).
 
@@ -78,6 +79,9 @@ class ReplayResult:
     )
     data: list[dict[str, Any]] = field(default_factory=list)
     code_diff: list[dict[str, Any]] = field(default_factory=list)
+    #: :class:`nbtrack.replay.provenance.Provenance` as a dict: whether the run's code was checked
+    #: against the repository, what differs, and whether the replay refused (``refused``) for it.
+    provenance: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     started: str = ""
     workspace: str | None = None

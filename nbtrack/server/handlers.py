@@ -11,6 +11,7 @@ one table in :mod:`nbtrack.server.errors`.
 from __future__ import annotations
 
 import json
+import os
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +25,9 @@ from nbtrack.server.errors import error_reply
 from nbtrack.server.service import NbtrackService
 
 AUTH_RESOURCE = "nbtrack"
+# POSIX limits (Linux: 4096 and 255); a longer ``notebook=`` would fail inside a lookup.
+_PATH_MAX = 4096
+_NAME_MAX = 255
 DEFAULT_MAX_RESULTS = 50
 MAX_RESULTS = 1000
 
@@ -39,6 +43,32 @@ def max_results(raw: str | None) -> int:
     if not 1 <= value <= MAX_RESULTS:
         raise UsageError(f"max_results={value}: give an integer from 1 to {MAX_RESULTS}")
     return value
+
+
+def check_path_length(path: str, what: str = "notebook") -> str:
+    """``path`` when the file system can name it, else a one-line :class:`UsageError` (a 400, not
+    the ``OSError: File name too long`` a lookup would raise).
+
+    Example:
+        >>> check_path_length("analysis/train.ipynb")
+        'analysis/train.ipynb'
+        >>> check_path_length("x" * 300)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        nbtrack.errors.UsageError: notebook=...: a path component is longer than 255 bytes; ...
+    """
+    raw = os.fsencode(path)
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    problem = None
+    if len(raw) >= _PATH_MAX:
+        problem = f"longer than the {_PATH_MAX} bytes a path may have"
+    elif longest > _NAME_MAX:
+        problem = f"a path component is longer than {_NAME_MAX} bytes"
+    if problem:
+        raise UsageError(
+            f"{what}={path[:30]!r}… ({len(raw)} bytes): {problem}; "
+            "give the notebook's path under the server root"
+        )
+    return path
 
 
 def _outputs_option(body: Any) -> str:
@@ -57,6 +87,20 @@ def _outputs_option(body: Any) -> str:
     return str(outputs)
 
 
+def _allow_uncommitted_option(body: Any) -> bool:
+    """Take ``allow_uncommitted`` (a boolean, default false) out of a replay request's body.
+
+    Example:
+        >>> body = {"mode": "auto", "allow_uncommitted": True}
+        >>> _allow_uncommitted_option(body), body
+        (True, {'mode': 'auto'})
+    """
+    allow = body.pop("allow_uncommitted", False) if isinstance(body, dict) else False
+    if not isinstance(allow, bool):
+        raise UsageError(f"allow_uncommitted {allow!r}: give true or false")
+    return allow
+
+
 class NbtrackHandler(APIHandler):  # type: ignore[misc]
     """Base of the nbtrack handlers: the service, JSON replies, and the one error mapping."""
 
@@ -69,6 +113,8 @@ class NbtrackHandler(APIHandler):  # type: ignore[misc]
 
     def arg(self, name: str) -> str | None:
         value: str | None = self.get_query_argument(name, None)
+        if name == "notebook" and value:
+            check_path_length(value, name)
         return value
 
     def reply(self, data: Any, status: int = 200) -> None:
@@ -162,8 +208,9 @@ class ReplayHandler(NbtrackHandler):
                 "the replay request body is not JSON; send {mode, environment, parameters, outputs}"
             ) from None
         outputs = _outputs_option(body)
+        allow_uncommitted = _allow_uncommitted_option(body)
         spec = await self.service.call(self.service.replay_spec, run_id, self.arg("notebook"), body)
-        spec.outputs = outputs
+        spec.outputs, spec.allow_uncommitted = outputs, allow_uncommitted
         job = self.service.jobs.submit(spec)
         self.set_header("Location", url_path_join(self.base_url, "nbtrack", "jobs", job.job_id))
         self.reply(job.to_dict(), 202)

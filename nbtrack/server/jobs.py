@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -45,9 +46,16 @@ class ReplaySpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     #: Cell outputs: check (differences make DIVERGED), report (listed only) or ignore.
     outputs: str = "check"
+    #: Replay a server's run even where its code is not what the repository holds at its commit.
+    allow_uncommitted: bool = False
 
-    def argv(self) -> list[str]:
-        """The command; the store's URI travels in the environment (it may carry credentials)."""
+    def argv(self, parameters_file: Path | None = None) -> list[str]:
+        """The command; the store's URI travels in the environment (it may carry credentials), the
+        parameter overrides in ``parameters_file`` (a value may be longer than an argument may be,
+        or a secret that ``ps`` would show)."""
+        extra = ["--parameters-file", str(parameters_file)] if parameters_file is not None else []
+        if self.allow_uncommitted:
+            extra.append("--allow-uncommitted")
         return [
             sys.executable,
             "-m",
@@ -61,8 +69,7 @@ class ReplaySpec:
             self.env,
             "--outputs",
             self.outputs,
-            "--parameters",
-            json.dumps(self.parameters),
+            *extra,
         ]
 
 
@@ -83,6 +90,8 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    #: The parameters as the job's status shows them: redacted, long values shortened.
+    shown_parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -105,11 +114,36 @@ class Job:
             "mode": self.spec.mode,
             "environment": self.spec.env,
             "outputs": self.spec.outputs,
-            "parameters": self.spec.parameters,
+            "allow_uncommitted": self.spec.allow_uncommitted,
+            "parameters": self.shown_parameters,
             "created": self.created,
             "started": self.started,
             "finished": self.finished,
         }
+
+
+def shown_parameters(parameters: dict[str, Any], config: NbtrackConfig) -> dict[str, Any]:
+    """Parameters as a job's status shows them: through the redaction policy, long strings shortened.
+
+    Example:
+        >>> shown_parameters({"api_key": "s3cr3t", "seed": 1, "blob": "x" * 5000}, NbtrackConfig())
+        {'api_key': '[REDACTED]', 'seed': 1, 'blob': 'xxxx… (5000 characters)'}
+    """
+    from nbtrack.redact import policy
+    from nbtrack.server.replay_job import shorten
+
+    # Shortened first: the redaction scans every string, and a job's status needs no 300 KB value.
+    shown: dict[str, Any] = policy(config).params(shorten(parameters))
+    return shown
+
+
+def _parameters_file(folder: Path, parameters: dict[str, Any]) -> Path:
+    """The job's parameter overrides as JSON in a file only this user can read (``folder`` is private)."""
+    path = folder / "parameters.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(parameters, out)
+    return path
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -171,7 +205,7 @@ class JobManager:
             raise TooManyJobsError(
                 f"{self.keep} replay jobs are already queued or running; wait for some to finish"
             )
-        job = Job(spec)
+        job = Job(spec, shown_parameters=shown_parameters(spec.parameters, self.config))
         self._jobs[job.job_id] = job
         self._forget_old()
         task = asyncio.get_running_loop().create_task(self._run(job))
@@ -209,8 +243,13 @@ class JobManager:
             "NBTRACK_PARENT_PID": str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }
+        with tempfile.TemporaryDirectory(prefix="nbtrack-job-") as tmp:
+            await self._spawn_and_wait(job, env, _parameters_file(Path(tmp), spec.parameters))
+
+    async def _spawn_and_wait(self, job: Job, env: dict[str, str], parameters: Path) -> None:
+        spec = job.spec
         proc = await asyncio.create_subprocess_exec(
-            *spec.argv(),
+            *spec.argv(parameters),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -41,7 +41,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", default="current")
     parser.add_argument("--outputs", default="check", help="cell outputs: check, report or ignore")
     parser.add_argument("--parameters", default="{}", help="overrides, a JSON object")
+    parser.add_argument(
+        "--parameters-file", type=Path, help="overrides, a file holding a JSON object (the server's way)"
+    )
+    parser.add_argument(
+        "--allow-uncommitted",
+        action="store_true",
+        help="replay a server's run even where its code is not what the repository holds at its commit",
+    )
     return parser
+
+
+def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides: from ``--parameters-file`` (the server writes them there, off the command
+    line, which has a length limit and which ``ps`` shows), else ``--parameters``."""
+    text = args.parameters_file.read_text(encoding="utf-8") if args.parameters_file else args.parameters
+    parameters = json.loads(text)
+    if not isinstance(parameters, dict):
+        raise ValueError("not a JSON object")
+    return parameters
 
 
 class _Emitter:
@@ -96,10 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     _watch_parent(int(os.environ.get("NBTRACK_PARENT_PID") or os.getppid()))
     try:
-        parameters = json.loads(args.parameters)
-        if not isinstance(parameters, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
+        parameters = _parameters(args)
+    except (OSError, ValueError) as exc:
         emit("error", error="UsageError", message=f"--parameters: {exc}", exit_code=64)
         return 64
 
@@ -121,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             outputs=args.outputs,
             tracking_uri=args.tracking_uri or None,
             project=args.project,
+            allow_uncommitted=args.allow_uncommitted,
             on_progress=lambda done, total: emit("progress", done=done, total=total),
             say=say,
         )
@@ -140,8 +157,31 @@ def _redacted_result(data: dict[str, Any]) -> dict[str, Any]:
     from nbtrack.replay.reports import format_result
 
     redactor = policy(load_config())
-    safe = redactor.tree(json.loads(json.dumps(data, default=str)))
+    plain = json.loads(json.dumps(data, default=str))
+    # A 300 KB parameter value is no use in a status the panel polls, and scanning it costs.
+    plain["parameters"] = shorten(plain.get("parameters") or {})
+    safe = redactor.tree(plain)
     return {"result": safe, "report": redactor.text(format_result(safe))}
+
+
+#: A string longer than this is shown in a job's status by its length only.
+SHOWN_CHARS = 1000
+
+
+def shorten(value: Any, limit: int = SHOWN_CHARS) -> Any:
+    """JSON-like ``value`` with every string longer than ``limit`` replaced by its head and length.
+
+    Example:
+        >>> shorten({"seed": 1, "blob": ["x" * 5000]})
+        {'seed': 1, 'blob': ['xxxx… (5000 characters)']}
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:4]}… ({len(value)} characters)"
+    if isinstance(value, dict):
+        return {k: shorten(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shorten(v, limit) for v in value]
+    return value
 
 
 if __name__ == "__main__":
