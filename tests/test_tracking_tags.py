@@ -26,6 +26,9 @@ RUN_TAGS = {
     tags.OWNER_HOST,
     tags.OWNER_PID,
     tags.OWNER_STARTED,
+    # who owns the run, immune to wall-clock jumps (orphan detection reads them on every listing)
+    tags.OWNER_START_TICKS,
+    tags.OWNER_BOOT_ID,
 }
 
 
