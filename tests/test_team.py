@@ -133,6 +133,8 @@ def tracked(team_server: TeamServer, tmp_path_factory: pytest.TempPathFactory) -
         listed = json.loads(server_cli(team_server.url, "runs", "--json", spool=spool, cwd=root).stdout)
         assert [r["pending_upload"] for r in listed] == [True], listed
         assert "`nbtrack sync`" in listed[0]["upload_note"]
+        shown = server_cli(team_server.url, "runs", spool=spool, cwd=root).stdout  # and the table says it
+        assert "pending-upload" in shown and f"note: {listed[0]['upload_note']}" in shown
         halves = _server_runs(team_server.url)
         assert [(h.info.status, bool(h.data.tags.get("nbtrack.upload.pending"))) for h in halves] in (
             [],

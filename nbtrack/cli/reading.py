@@ -181,6 +181,9 @@ def cmd_runs(args: argparse.Namespace, runs: Runs) -> int:
         print(f"no tracked runs{where} in {target.display_uri}; run `%track start` in a notebook")
     else:
         print(table(rows))
+        # What a pending-upload flag means and what to do, once per run (the table has no room).
+        for note in [r["upload_note"] for r in rows if r.get("upload_note")][:5]:
+            print(f"note: {note}")
     return 0
 
 
