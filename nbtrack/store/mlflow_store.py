@@ -32,7 +32,15 @@ from nbtrack.store.reading import (
 )
 from nbtrack.store.sqlite import is_locked_error, retry_locked
 
-__all__ = ["ARTIFACT_DIR", "MlflowStore", "embedded_uri", "to_record", "translate_errors", "write_atomic"]
+__all__ = [
+    "ARTIFACT_DIR",
+    "MlflowStore",
+    "embedded_uri",
+    "fsync_folder",
+    "to_record",
+    "translate_errors",
+    "write_atomic",
+]
 
 #: The process's umask, read once at import (reading it means setting it: not from a thread later).
 _UMASK = os.umask(0o022)
@@ -62,9 +70,11 @@ def embedded_uri(project_root: Path, store_dir: str = ".nbtrack", *, create: boo
     return f"sqlite:///{folder / 'mlflow.db'}", folder
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write ``path`` whole or not at all: a hidden temporary file beside it (named as MLflow names
-    an upload in progress, so listings skip it), then renamed over it.
+    an upload in progress, so listings skip it), then renamed over it. ``durable`` also ``fsync``-s
+    the file before the rename and its folder after (the spool: a full disk fails the write, not a
+    later upload).
 
     Example:
         >>> write_atomic(Path("/tmp/nbtrack-example/snapshot.json"), b"{}")  # doctest: +SKIP
@@ -78,13 +88,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         # before its end commit (Spool.make_durable); six fsyncs would cost %track stop ~10-60 ms.
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # (mkstemp makes it 0600; MLflow's files follow the umask)
         _fault(f"rename:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            tmp.unlink()  # a full disk: give back what the partial copy took
         raise
+    if durable:
+        fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """``fsync`` a folder, so that the names renamed or created in it last across a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fault(stage: str) -> None:

@@ -35,7 +35,7 @@ from nbtrack import tags
 from nbtrack.errors import StoreError
 from nbtrack.models import RunRecord
 from nbtrack.redact import strip_url_credentials
-from nbtrack.store.mlflow_store import ARTIFACT_DIR, MlflowStore
+from nbtrack.store.mlflow_store import ARTIFACT_DIR, MlflowStore, fsync_folder, write_atomic
 
 SYNC_STATE = "nbtrack.sync.state"
 SERVER_RUN_ID = "nbtrack.sync.server_run_id"
@@ -103,7 +103,7 @@ class Spool:
             about = self.folder / "server.json"
             if not about.exists():
                 text = json.dumps({"server": strip_url_credentials(self.server_uri)}, indent=1)
-                _write_durably(about, text.encode())
+                write_atomic(about, text.encode(), durable=True)
             self._store = SpoolStore(self.uri, artifact_root=self.folder / "artifacts")
             self._store.spool = self
         return self._store
@@ -228,7 +228,7 @@ class Spool:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            _fsync_dir(Path(folder))
+            fsync_folder(Path(folder))
 
 
 class SpoolStore(MlflowStore):
@@ -257,9 +257,7 @@ class SpoolStore(MlflowStore):
         manifest = json.loads(run.tags.get(MANIFEST) or "{}")
         with self._guard(f"logging artifacts of run {run_id}"):
             for name, data in files.items():
-                path = root / ARTIFACT_DIR / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _write_durably(path, data)
+                write_atomic(root / ARTIFACT_DIR / name, data, durable=True)
                 manifest[f"{ARTIFACT_DIR}/{name}"] = [len(data), hashlib.sha256(data).hexdigest()]
         self.set_tags(run_id, {MANIFEST: json.dumps(manifest, sort_keys=True)})
 
@@ -345,26 +343,3 @@ def artifact_folder(uri: str | None) -> Path | None:
     if uri.startswith("/"):
         return Path(uri)
     return None
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write ``path`` atomically (a temporary file renamed over it) and durably (fsync)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk: give back what the partial copy took
-        raise
-    _fsync_dir(path.parent)
