@@ -29,14 +29,13 @@ import difflib
 import hashlib
 import json
 import keyword
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from nbtrack.capture.git import git_env
 from nbtrack.errors import CannotReplay
 from nbtrack.replay.data import inside
+from nbtrack.replay.gitwork import run_git
 
 if TYPE_CHECKING:
     from nbtrack.replay.plan import ReplayPlan
@@ -119,7 +118,7 @@ def check_provenance(plan: ReplayPlan, *, batch: bool, allow_uncommitted: bool) 
     found.differs.extend(_bad_parameter_names(plan))
     if not commit:
         found.differs.append("the run recorded no commit: nothing of its code is committed")
-    elif _git(top, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+    elif run_git(top, "cat-file", "-e", f"{commit}^{{commit}}", timeout=_GIT_TIMEOUT).returncode != 0:
         found.differs.append(
             f"commit {commit[:12]} is not in the repository at {top} (fetch it from your own remote; "
             "the URL recorded in the run is not used)"
@@ -151,26 +150,9 @@ def is_shared_store(uri: str) -> bool:
     return scheme not in ("", "sqlite", "file")
 
 
-def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            env=git_env(),
-            input=stdin,
-            capture_output=True,
-            timeout=_GIT_TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise CannotReplay("git is not installed (no `git` on PATH); install git to replay a run") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CannotReplay(f"`git {args[0]}` took over {_GIT_TIMEOUT:.0f} s in {cwd}") from exc
-
-
 def _toplevel(source: Path) -> Path:
     folder = source if source.is_dir() else source.parent
-    proc = _git(folder, "rev-parse", "--show-toplevel") if folder.is_dir() else None
+    proc = run_git(folder, "rev-parse", "--show-toplevel", timeout=_GIT_TIMEOUT) if folder.is_dir() else None
     if proc is None or proc.returncode != 0:
         raise CannotReplay(
             f"{source} is not a git repository, so the run's code cannot be checked against it; pass "
@@ -221,7 +203,7 @@ def _compare_notebook(found: Provenance, plan: ReplayPlan, top: Path, commit: st
     if rel is None:
         found.differs.append("the run recorded no notebook path in the repository")
         return
-    shown = _git(top, "show", f"{commit}:{rel}")
+    shown = run_git(top, "show", f"{commit}:{rel}", timeout=_GIT_TIMEOUT)
     if shown.returncode != 0:
         found.differs.append(f"notebook {rel} is not committed at {commit[:12]}")
         return
@@ -276,7 +258,7 @@ def _check_diff(found: Provenance, plan: ReplayPlan, top: Path) -> None:
     """The files ``git.diff`` changes that could execute; the executed notebook's code is checked apart."""
     if not plan.git_diff:
         return
-    proc = _git(top, "apply", "--numstat", "-z", "-", stdin=plan.git_diff)
+    proc = run_git(top, "apply", "--numstat", "-z", "-", stdin=plan.git_diff, timeout=_GIT_TIMEOUT)
     if proc.returncode != 0:
         found.differs.append("the recorded git.diff cannot be read as a patch")
         return
