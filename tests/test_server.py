@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,10 +151,7 @@ print(json.dumps({{
 def test_the_api_document_names_every_route() -> None:
     from nbtrack.server.handlers import route_table
 
-    documented = {
-        path.replace("{run_id}", "(?P<run_id>[^/]+)").replace("{job_id}", "(?P<job_id>[^/]+)")
-        for path in openapi()["paths"]
-    }
+    documented = {re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) for path in openapi()["paths"]}
     assert {pattern for pattern, _ in route_table("/")} == documented
 
 

@@ -24,6 +24,7 @@ __all__ = ["main"]
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace, Runs], int]]:
+    from nbtrack.cli.acting import cmd_act
     from nbtrack.cli.demo import cmd_demo
     from nbtrack.cli.reading import cmd_diff, cmd_runs, cmd_show, cmd_sync
     from nbtrack.cli.replaying import cmd_replay
@@ -35,6 +36,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace, Runs], int]]:
         "replay": cmd_replay,
         "sync": cmd_sync,
         "demo": cmd_demo,
+        **dict.fromkeys(("rename", "note", "tag", "archive", "restore", "purge"), cmd_act),
     }
 
 

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading(sub)
     _add_replay(sub)
     _add_sync_and_demo(sub)
+    from nbtrack.cli.acting import add_parsers  # (the run actions' verbs live beside their command)
+
+    add_parsers(sub, RUN_ID_HELP)
     for command in sub.choices.values():
         # Also accepted after the command (`nbtrack replay RUN --project DIR`), where they win.
         command.add_argument("--tracking-uri", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -61,6 +64,20 @@ def _add_reading(sub: Any) -> None:
     diff.add_argument("run_a", help=RUN_ID_HELP)
     diff.add_argument("run_b", help=RUN_ID_HELP)
     diff.add_argument("--json", action="store_true", help="the structured diff as JSON")
+    diff.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write the notebooks' diff (nbdime: markdown, outputs, images) as one self-contained page",
+    )
+    for side in ("a", "b"):
+        diff.add_argument(
+            f"--side-{side}",
+            choices=("saved", "live", "history"),
+            default="saved",
+            help=f"with --html: run {side.upper()}'s notebook: saved (default), live editor content, or "
+            "the execution history",
+        )
 
 
 REPLAY_EPILOG = """\

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nbtrack.errors import ConfigError, NotebookError, StoreError
+from nbtrack.errors import ConfigError, NotebookError, StoreError, UsageError
 from nbtrack.models import Snapshot
 from nbtrack.runs.ids import Found
 from nbtrack.runs.service import Runs, Target
@@ -206,6 +206,8 @@ def cmd_diff(args: argparse.Namespace, runs: Runs) -> int:
 
     target = locate(args, runs)
     a, b = resolve(runs, target, args.run_a), resolve(runs, target, args.run_b)
+    if getattr(args, "html", None) is not None:
+        return _diff_page(args, a, b)
     result = runs.diff(target, a, b)
     print(json.dumps(result, indent=1) if args.json else format_diff(result))
     return 0
@@ -226,4 +228,20 @@ def cmd_sync(args: argparse.Namespace, runs: Runs) -> int:
         run_id, why = report.failed[0]
         more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
         raise StoreError(f"run {run_id}{more} not uploaded, still pending: {why}")
+    return 0
+
+
+def _diff_page(args: argparse.Namespace, a: Found, b: Found) -> int:
+    """``nbtrack diff A B --html FILE``: the notebooks' diff (nbdime) as one self-contained page."""
+    from nbtrack.runs.nbdiff import runs_nbdiff
+    from nbtrack.runs.nbdiff_page import diff_page
+
+    page = diff_page(runs_nbdiff(a, b, args.side_a, args.side_b))
+    try:
+        args.html.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"--html {args.html}: cannot write it ({exc.strerror}); give a writable path"
+        ) from exc
+    print(f"wrote the notebook diff of {a.run_id[:8]} and {b.run_id[:8]} to {args.html}")
     return 0
