@@ -25,6 +25,7 @@ USAGE = """\
 %track stop
 %track status
 %track show [RUN_ID]
+%track compare [--last N] [--all-columns]
 %%track [--experiment NAME] [--name RUN_NAME] [--tag KEY=VALUE ...] [--notebook PATH]"""
 
 
@@ -53,6 +54,9 @@ def _parser() -> _Parser:
     sub.add_parser("stop", add_help=False)
     sub.add_parser("status", add_help=False)
     sub.add_parser("show", add_help=False).add_argument("run_id", nargs="?")
+    compare = sub.add_parser("compare", add_help=False)
+    compare.add_argument("--last", type=int, metavar="N", help="the N newest runs only")
+    compare.add_argument("--all-columns", action="store_true", help="every column, not only varying ones")
     return parser
 
 
@@ -104,6 +108,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
             %track stop      # snapshot the notebook, log everything, end the run; shows a run card
             %track status    # the active run and which snapshot sections were captured (or why not)
             %track show [RUN_ID]  # a run's card (default: the last run of this kernel)
+            %track compare [--last N] [--all-columns]  # this notebook's runs as a table (varying columns)
 
         Between start and stop, ``mlflow.log_metric(...)``, ``mlflow.log_param(...)`` and
         ``mlflow.autolog()`` log into the tracked run. ``%%track`` tracks one cell as one run.
@@ -117,7 +122,7 @@ class TrackMagics(Magics):  # type: ignore[misc]
         """
         args = _parser().parse_args(_split(line))
         if args.verb is None:
-            raise IPythonUsageError(f"%track needs a verb: start, stop, status or show.\n{USAGE}")
+            raise IPythonUsageError(f"%track needs a verb: start, stop, status, show or compare.\n{USAGE}")
         try:
             if args.verb == "start":
                 self._start(args)
@@ -125,6 +130,8 @@ class TrackMagics(Magics):  # type: ignore[misc]
                 self._show_card(self._stop())
             elif args.verb == "show":
                 self._show_run(args.run_id)
+            elif args.verb == "compare":
+                self._compare(args.last, args.all_columns)
             else:
                 _print_status(self.tracker.status())
         except NbtrackError as exc:
@@ -223,6 +230,13 @@ class TrackMagics(Magics):  # type: ignore[misc]
             target = runs.locate(notebook=self.frontend.notebook_path(), cwd=Path.cwd())
         summary, holder = stored_summary(runs, target, run_id)
         self._show_card(summary, holder)
+
+    def _compare(self, last: int | None, all_columns: bool) -> None:
+        from nbtrack.magics.compare import show_compare
+
+        if last is not None and last < 1:
+            raise UsageError(f"--last {last}: give a number of runs, 1 or more")
+        _display(show_compare(self.tracker, self.frontend, last, all_columns))  # type: ignore[no-untyped-call]
 
     def _show_card(self, summary: dict[str, Any], store: Any = None) -> None:
         from nbtrack.magics.card import run_card

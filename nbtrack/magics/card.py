@@ -29,6 +29,36 @@ if TYPE_CHECKING:
 log = logging.getLogger("nbtrack.magics.card")
 
 
+def compare_button(summary: dict[str, Any]) -> str:
+    """The card's "Compare runs" button: the JupyterLab panel listens for clicks on
+    ``.nbtrack-open-compare`` and opens its compare view on the run's notebook; in a frontend without
+    the panel it is an inert button. The notebook is its absolute path when known (the server accepts
+    one under its root), else the path the run recorded.
+
+    Example:
+        >>> 'data-nbtrack-run="3f2a"' in compare_button({"run_id": "3f2a", "notebook": "nb.ipynb"})
+        True
+    """
+    run_id = html.escape(str(summary.get("run_id") or ""), quote=True)
+    notebook = html.escape(str(summary.get("notebook_path") or summary.get("notebook") or ""), quote=True)
+    return (
+        f'<button type="button" class="nbtrack-open-compare" data-nbtrack-run="{run_id}" '
+        f'data-nbtrack-notebook="{notebook}" title="open the compare view of this notebook\'s runs '
+        f'(JupyterLab with the nbtrack panel)" style="margin:4px 0">Compare runs</button>'
+    )
+
+
+class CompareCard(RunCard):
+    """The HTML/text card with the "Compare runs" button inside its HTML."""
+
+    def _repr_html_(self) -> str:
+        page = RunCard._repr_html_(self)
+        button = compare_button(self.summary)
+        if page.endswith("</div>"):  # inside the card's box
+            return page[: -len("</div>")] + button + "</div>"
+        return page + button
+
+
 def stored_summary(runs: Runs, target: Target, run_id: str) -> tuple[dict[str, Any], Any]:
     """The card's content for a run read back from the store (``%track show RUN_ID``), and the store
     that holds it.
@@ -100,13 +130,13 @@ class RunCardWidget:
                 w.HTML(f'<a href="{url}" target="_blank" rel="noopener noreferrer">Open in MLflow</a>')
             )
         self.output = w.Output()
-        self.card = w.HTML(RunCard(summary)._repr_html_())
+        self.card = w.HTML(CompareCard(summary)._repr_html_())
         self.widget = w.VBox([self.card, w.HBox(row), self.output])
 
     def upload_finished(self, upload: dict[str, str]) -> None:
         """The background upload ended: show its final state (called from the uploader's thread)."""
         self.summary = {**self.summary, "upload": upload}
-        self.card.value = RunCard(self.summary)._repr_html_()
+        self.card.value = CompareCard(self.summary)._repr_html_()
 
     def compare(self) -> dict[str, Any] | None:
         """Diff this run with the previous run of its notebook, into ``output``; returns the diff.
@@ -141,7 +171,7 @@ class RunCardWidget:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         data = dict(self.widget._repr_mimebundle_(**kwargs))
-        card = RunCard(self.summary)
+        card = CompareCard(self.summary)
         # Where the widget cannot render (no widget manager, state not saved), the plain card shows.
         data.update({"text/plain": repr(card), "text/html": card._repr_html_()})
         return data
@@ -155,4 +185,4 @@ def run_card(summary: dict[str, Any], store: Any, *, widgets: bool) -> Any:
             return RunCardWidget(summary, store)
         except Exception as exc:
             log.debug("nbtrack: widget card unavailable, showing the HTML card: %s", exc, exc_info=True)
-    return RunCard(summary)
+    return CompareCard(summary)
