@@ -178,12 +178,14 @@ def test_comm_opens_with_hello_and_tolerates_anything(
     # Given a kernel a frontend is connected to
     own_jupyter_dirs(tmp_path, monkeypatch)
     with Lab(tmp_path, kernel_env(tmp_path)) as lab:
-        # When the extension is loaded (timed inside the kernel)
+        # When the extension is loaded
         reply, messages = lab.execute(
-            "import time as _time; _t0 = _time.perf_counter()\n%load_ext nbtrack\n"
-            "print(round((_time.perf_counter() - _t0) * 1000, 1))"
+            "import sys as _sys\n%load_ext nbtrack\n"
+            "print(sorted(m for m in ('mlflow', 'dvc', 'papermill', 'pandas', 'nbformat', 'nbclient')"
+            " if m in _sys.modules))"
         )
-        # Then it opened the nbtrack comm, saying hello, fast
+        # Then it opened the nbtrack comm, saying hello, and imported none of the heavy libraries
+        # (what makes `%load_ext` fast; its time is a benchmark's business, not a test's)
         (opened,) = [m["content"] for m in messages if m["msg_type"] == "comm_open"]
         assert opened["target_name"] == "nbtrack"
         assert opened["data"] == {
@@ -192,8 +194,7 @@ def test_comm_opens_with_hello_and_tolerates_anything(
             "tracking": False,
             "run_id": None,
         }
-        load_ms = float(text_of(messages))
-        assert load_ms < 250, f"%load_ext nbtrack took {load_ms} ms in a kernel"
+        assert text_of(messages).strip() == "[]", text_of(messages)
         # And a frontend that loads later (page reload) finds it and gets a hello back
         assert lab.comm_info() == {opened["comm_id"]: {"target_name": "nbtrack"}}
         lab.comm_id = opened["comm_id"]

@@ -26,6 +26,12 @@ class LiveNotebook:
         notebook: nbformat-4 JSON: unsaved edits, outputs, execution counts and cell ids included.
         cells_completed: cells the kernel had finished when it arrived; orders it against
             ``%track start`` (the content sent for the cell that starts a run counts for that run).
+            Content that *covers* a cell (see :meth:`covers`) is restamped when that cell starts:
+            it may arrive early (the panel sends it over a kernel subshell), but it is the
+            editor's content as of that cell being scheduled.
+        pending: ids of the cells scheduled and not yet finished when the editor sent it (Run All
+            schedules every cell at once: the content the panel sends when the comm opens, during
+            the first cell, is the content all the later cells run from).
 
     Example:
         >>> live = LiveNotebook("train.ipynb", None, "c1", {"cells": []}, cells_completed=3)
@@ -38,6 +44,16 @@ class LiveNotebook:
     cell_id: str | None
     notebook: dict[str, Any] = field(repr=False)
     cells_completed: int = 0
+    pending: frozenset[str] = frozenset()
+
+    def covers(self, cell_id: str | None) -> bool:
+        """Whether this is the editor's content as of ``cell_id`` being scheduled, or later.
+
+        Example:
+            >>> LiveNotebook("a.ipynb", None, "c1", {}, pending=frozenset({"c2"})).covers("c2")
+            True
+        """
+        return cell_id is not None and (cell_id == self.cell_id or cell_id in self.pending)
 
 
 def _joined(value: Any) -> Any:

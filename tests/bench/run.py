@@ -26,7 +26,13 @@ Groups, each run in a fresh interpreter of its own:
   <= 20 ms (bench_remote.py);
 - ``replay``: ``nbtrack replay`` vs bare papermill, data restore vs copy (bench_replay.py);
 - ``outputs``: papermill + the cell-output comparison vs papermill alone on a 30-cell notebook with
-  3 figures, target <= 1.15x (bench_outputs.py).
+  3 figures, target <= 1.15x (bench_outputs.py);
+- ``first_look``: the panel's first runs page right after ``jupyter server`` answers ``/api/status``
+  (embedded store, and a real ``mlflow server`` store, asked at once and once the background
+  warm-up is logged) vs the same request warm, target <= 1 s (bench_first_look.py);
+- ``compare``: the compare view's first page (100 rows) over 1,000 runs with per-step metrics, request
+  sent to reply received through a real ``jupyter server``, vs the panel's plain runs page on the same
+  server, target <= 0.5 s; sorted + filtered too (bench_compare.py).
 
 ``--quick`` shrinks every size (2,000 files, 64 MiB, 10,000 files instead of 100,000, 1,000 runs,
 fewer repetitions) to check the whole thing in a few minutes. The projects and the runs store are
@@ -47,7 +53,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cli
+import bench_compare
 import bench_data
+import bench_first_look
 import bench_outputs
 import bench_remote
 import bench_replay
@@ -56,7 +64,18 @@ import bench_track
 import fixtures
 from common import FULL, QUICK, Sizes, failed_row, in_child, machine_facts, markdown, table, write_report
 
-GROUPS = ("track", "data-main", "data-many", "runs", "cli", "remote", "replay", "outputs")
+GROUPS = (
+    "track",
+    "data-main",
+    "data-many",
+    "runs",
+    "cli",
+    "remote",
+    "replay",
+    "outputs",
+    "first_look",
+    "compare",
+)
 
 
 def _plan(
@@ -76,6 +95,12 @@ def _plan(
         "remote": (lambda: fixtures.small_project(cache, sizes.notebooks), bench_remote.measure, (profile,)),
         "replay": (lambda: fixtures.replay_project(cache, sizes.big_mib), bench_replay.measure, ()),
         "outputs": (lambda: bench_outputs.build(cache / "outputs"), bench_outputs.measure, ()),
+        "first_look": (
+            lambda: fixtures.runs_store(cache, sizes.runs, sizes.notebooks),
+            bench_first_look.measure,
+            (),
+        ),
+        "compare": (lambda: bench_compare.compare_store(cache), bench_compare.measure, ()),
     }
 
 
