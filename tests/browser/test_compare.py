@@ -205,12 +205,22 @@ def _check_selection(page: Any, out: Path, clock: _Clock) -> None:
     )
     clock("gallery: one figure per run")
     _shot(page, out, "1-compare-light")
+    page.locator(f"{VIEW} .nbtrack-cmp-gallery").scroll_into_view_if_needed()
+    _shot(page, out, "1-gallery-light")
+    page.eval_on_selector(f"{VIEW} .nbtrack-cmp-selection", "el => { el.scrollTop = 0; }")
 
 
 def _check_bulk_tag(page: Any, clock: _Clock) -> None:
+    """Select two runs (a click, then the keyboard: arrows move, space selects), tag them."""
     page.click(f"{VIEW} .nbtrack-cmp-clear")
     page.locator(f'{ROW}[data-index="0"] .nbtrack-cmp-select').click()
-    page.locator(f'{ROW}[data-index="1"] .nbtrack-cmp-select').click()
+    table = page.locator(f"{VIEW} .nbtrack-cmp-table-scroll")
+    table.focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_selector(f'{ROW}[data-index="1"].nbtrack-cmp-focus')
+    page.keyboard.press("Space")
+    page.wait_for_selector(f'{ROW}[data-index="1"][aria-selected="true"]')
+    assert page.locator(f"{ROW}[aria-selected=true]").count() == 2
     page.click(f'{VIEW} .nbtrack-cmp-action[data-action="tag"]')
     page.locator(".jp-Dialog input").fill("team=vision")
     page.click(".jp-Dialog .jp-mod-accept")
@@ -218,6 +228,34 @@ def _check_bulk_tag(page: Any, clock: _Clock) -> None:
     tagged = [v for v in _column(page, "tags.team") if v]
     assert tagged == ["vision", "vision"], tagged
     clock("bulk tag shown as a column")
+
+
+def _reopen(page: Any, run_id: str, clock: _Clock) -> None:
+    """Close the view; open it from the command palette, then from a run card's button."""
+    assert page.evaluate("window.jupyterapp.commands.label('nbtrack:open-compare')") == "Compare runs"
+    page.evaluate("window.jupyterapp.shell.currentWidget.close()")
+    page.wait_for_selector(VIEW, state="detached", timeout=30_000)
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".lm-CommandPalette-input")
+    palette.fill("Compare runs")
+    page.wait_for_selector('.lm-CommandPalette-item[data-command="nbtrack:open-compare"]')
+    palette.press("Enter")
+    page.wait_for_selector(ROW, timeout=60_000)
+    _wait_total(page, RUNS)
+    clock("compare view open (palette)")
+    page.evaluate("window.jupyterapp.shell.currentWidget.close()")
+    page.wait_for_selector(VIEW, state="detached", timeout=30_000)
+    # The run card's button (plain HTML in the card's output): one document listener serves all.
+    page.evaluate(
+        """([run, nb]) => { const b = document.createElement('button');
+        b.className = 'nbtrack-open-compare'; b.dataset.nbtrackRun = run; b.dataset.nbtrackNotebook = nb;
+        b.textContent = 'Compare runs'; document.querySelector('.jp-Notebook').append(b);
+        b.click(); b.remove(); }""",
+        [run_id, NOTEBOOK],
+    )
+    page.wait_for_selector(f'{ROW}[data-run-id="{run_id}"][aria-selected="true"]', timeout=60_000)
+    assert page.locator(f"{ROW}[aria-selected=true]").count() == 1
+    clock("compare view open (run card) with its run selected")
 
 
 def test_compare_view(
@@ -250,7 +288,7 @@ def test_compare_view(
         # When the user opens the compare view from the panel
         _open_from_panel(page)
         clock("compare view open (panel)")
-        _check_table(page, lab, clock)
+        by_acc = _check_table(page, lab, clock)
         _check_virtual(page)
         clock("virtualised")
         _check_selection(page, out, clock)
@@ -266,17 +304,10 @@ def test_compare_view(
         )
         page.wait_for_timeout(500)
         _shot(page, out, "2-compare-dark")
+        page.locator(f"{VIEW} .nbtrack-cmp-gallery").scroll_into_view_if_needed()
+        _shot(page, out, "2-gallery-dark")
 
-        # And from the command palette's command, after closing it
-        assert page.evaluate("window.jupyterapp.commands.label('nbtrack:open-compare')") == "Compare runs"
-        page.evaluate("window.jupyterapp.shell.currentWidget.close()")
-        page.wait_for_selector(VIEW, state="detached", timeout=30_000)
-        page.evaluate(
-            f"window.jupyterapp.commands.execute('nbtrack:open-compare', {{notebook: '{NOTEBOOK}'}})"
-        )
-        page.wait_for_selector(ROW, timeout=60_000)
-        _wait_total(page, RUNS)
-        clock("compare view open (command)")
+        _reopen(page, by_acc[0], clock)
         errors = [m for m in browser.console if m.startswith("pageerror")]
         assert not errors, errors
     except Exception:

@@ -53,6 +53,8 @@ export class CompareModel {
   readonly selected = new Map<string, ICompareRow>();
   anchor: number | null = null;
   focus = 0;
+  /** The table should scroll the focused row into view (once). */
+  reveal = false;
 
   /** Rows or columns changed. */
   get changed(): ISignal<this, void> {
@@ -108,8 +110,12 @@ export class CompareModel {
   async selectRuns(ids: string[]): Promise<void> {
     await this._ready;
     for (const id of ids) {
-      const row = this.rows.find(r => r?.run_id === id);
-      this.selected.set(id, row ?? { run_id: id, name: id, status: '', values: {} });
+      const index = this.rows.findIndex(r => r?.run_id === id);
+      this.selected.set(id, this.rows[index] ?? { run_id: id, name: id, status: '', values: {} });
+      if (index >= 0 && id === ids[0]) {
+        this.focus = index;
+        this.reveal = true;
+      }
     }
     this._selectionChanged.emit();
     this._changed.emit();

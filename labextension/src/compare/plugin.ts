@@ -7,6 +7,7 @@ import { ICommandPalette, MainAreaWidget, showErrorMessage } from '@jupyterlab/a
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
+import { api } from '../api';
 import { CompareView, createCompareWidget } from './widget';
 
 export const OPEN_COMPARE = 'nbtrack:open-compare';
@@ -31,7 +32,17 @@ export const comparePlugin: JupyterFrontEndPlugin<void> = {
       return path !== null && contents.driveName(path) === '' ? path : null;
     };
 
+    /** A kernel knows its notebook by absolute path; the server's endpoints want it root-relative. */
+    const relative = async (path: string): Promise<string> => {
+      if (!path.startsWith('/')) {
+        return path;
+      }
+      const root = (await api.info().catch(() => null))?.root_dir?.replace(/\/+$/, '');
+      return root && path.startsWith(`${root}/`) ? path.slice(root.length + 1) : path;
+    };
+
     const open = async (notebook: string | null, runs: string[]): Promise<void> => {
+      notebook = notebook ? await relative(notebook) : null;
       if (!notebook) {
         await showErrorMessage('Compare runs', 'Open a notebook first: the compare view shows its runs.');
         return;

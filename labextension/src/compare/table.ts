@@ -71,6 +71,10 @@ export class RunsTable extends Widget {
     this._virtualizer._willUpdate();
     this.node.setAttribute('aria-rowcount', String(m.total + 1));
     this._renderHead();
+    if (m.reveal) {
+      m.reveal = false;
+      this._virtualizer.scrollToIndex(m.focus, { align: 'center' });
+    }
     this._renderRows();
   }
 
@@ -180,7 +184,7 @@ export class RunsTable extends Widget {
     );
   }
 
-  private _onModelFocus(index: number): void {
+  private _moveFocus(index: number): void {
     const m = this._model;
     m.focus = Math.max(0, Math.min(index, m.total - 1));
     this._virtualizer.scrollToIndex(m.focus, { align: 'auto' });
@@ -202,7 +206,7 @@ export class RunsTable extends Widget {
     };
     if (event.key in moves) {
       event.preventDefault();
-      this._onModelFocus(m.focus + moves[event.key]);
+      this._moveFocus(m.focus + moves[event.key]);
     } else if (event.key === ' ' || event.key === 'Enter') {
       event.preventDefault();
       m.toggle(m.focus, event.shiftKey);
