@@ -214,10 +214,14 @@ def _check_bulk_tag(page: Any, clock: _Clock) -> None:
     """Select two runs (a click, then the keyboard: arrows move, space selects), tag them."""
     page.click(f"{VIEW} .nbtrack-cmp-clear")
     page.locator(f'{ROW}[data-index="0"] .nbtrack-cmp-select').click()
-    table = page.locator(f"{VIEW} .nbtrack-cmp-table-scroll")
+    table = page.locator(f"{VIEW} table.nbtrack-cmp-table")
     table.focus()
     page.keyboard.press("ArrowDown")
     page.wait_for_selector(f'{ROW}[data-index="1"].nbtrack-cmp-focus')
+    outline = page.eval_on_selector(
+        f'{ROW}[data-index="1"].nbtrack-cmp-focus td', "td => getComputedStyle(td).outlineStyle"
+    )
+    assert outline == "solid", outline  # the focused row is visibly marked
     page.keyboard.press("Space")
     page.wait_for_selector(f'{ROW}[data-index="1"][aria-selected="true"]')
     assert page.locator(f"{ROW}[aria-selected=true]").count() == 2

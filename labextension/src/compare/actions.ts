@@ -45,7 +45,8 @@ export async function runAction(
   }
   const action = (name === 'untag' ? 'tag' : name) as Action;
   const result = await compareApi.action(model.query.notebook, action, { runs, ...body });
-  if (action === 'purge') {
+  if (action === 'archive' || action === 'restore' || action === 'purge') {
+    // They leave this list (archived runs show only with the "Archived" toggle): unselect them.
     for (const id of result.done) {
       model.selected.delete(id);
     }

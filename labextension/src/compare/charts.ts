@@ -43,6 +43,7 @@ function themeConfig(): Record<string, unknown> {
     legend: { labelColor: text, titleColor: text, labelFont: font, titleFont: font, labelLimit: 160 },
     title: { color: text, font, fontSize: 12 },
     view: { stroke: grid },
+    rule: { color: muted },
     range: { category: { scheme: 'tableau10' } }
   };
 }
@@ -85,7 +86,6 @@ export function historySpec(
   }
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: metric,
     width: 'container',
     height: 200,
     data: { values },
@@ -105,8 +105,7 @@ function numeric(values: CellValue[]): boolean {
 
 /** A metric's value against a param's, a point per run. */
 export function scatterSpec(
-  param: string,
-  metric: string,
+  labels: { x: string; y: string },
   points: Array<{ run: string; x: CellValue; y: CellValue }>
 ): TopLevelSpec {
   const quantitative = numeric(points.map(p => p.x));
@@ -119,8 +118,8 @@ export function scatterSpec(
     },
     mark: { type: 'point', filled: true, size: 80, tooltip: true },
     encoding: {
-      x: { field: 'x', type: quantitative ? 'quantitative' : 'nominal', title: param },
-      y: { field: 'y', type: 'quantitative', title: metric, scale: { zero: false } },
+      x: { field: 'x', type: quantitative ? 'quantitative' : 'nominal', title: labels.x },
+      y: { field: 'y', type: 'quantitative', title: labels.y, scale: { zero: false } },
       color: { field: 'run', type: 'nominal', title: 'run' }
     }
   } as TopLevelSpec;

@@ -151,10 +151,11 @@ export class SelectionView extends Panel {
       drawing.push(draw(target, spec, series));
     }
     if (param && metric) {
-      const { box, target } = chartBox('nbtrack-cmp-scatter', `${metric} against ${param}`);
+      const names = { x: label(m, param), y: label(m, metric) };
+      const { box, target } = chartBox('nbtrack-cmp-scatter', `${names.y} against ${names.x}`);
       boxes.push(box);
       const points = rows.map((r, i) => ({ run: labels[i].label, x: r.values[param] ?? null, y: r.values[metric] ?? null }));
-      drawing.push(draw(target, scatterSpec(param, metric, points), rows.length));
+      drawing.push(draw(target, scatterSpec(names, points), rows.length));
     }
     const dims = [...params, ...metrics.filter(c => c.key === metric)].map(c => ({ key: c.key, label: c.label }));
     if (dims.length >= 2) {
@@ -198,6 +199,11 @@ export class SelectionView extends Panel {
   private _generation = 0;
   private _timer = 0;
   private _themeWatch: MutationObserver;
+}
+
+function label(model: CompareModel, key: string): string {
+  const col = model.columns.find(c => c.key === key);
+  return col ? `${col.group === 'param' ? 'param ' : ''}${col.label}` : key;
 }
 
 function select(name: string, label: string, options: Array<[string, string]>, value: string): HTMLElement {

@@ -23,10 +23,11 @@ export class RunsTable extends Widget {
     super();
     this._model = model;
     this.addClass('nbtrack-cmp-table-scroll');
-    this.node.tabIndex = 0;
-    this.node.setAttribute('role', 'grid');
-    this.node.setAttribute('aria-multiselectable', 'true');
-    this.node.setAttribute('aria-label', 'Runs (arrows move, space selects, shift extends)');
+    // The table is the grid and holds the keyboard focus; the focused row is its active descendant.
+    this._table.tabIndex = 0;
+    this._table.setAttribute('role', 'grid');
+    this._table.setAttribute('aria-multiselectable', 'true');
+    this._table.setAttribute('aria-label', 'Runs (arrows move, space selects, shift-space extends)');
     this._table.append(this._head, this._body);
     this.node.append(this._table);
     this._virtualizer = new Virtualizer<HTMLElement, HTMLTableRowElement>({
@@ -69,7 +70,7 @@ export class RunsTable extends Widget {
     this._columns = m.shown();
     this._virtualizer.setOptions({ ...this._virtualizer.options, count: m.total });
     this._virtualizer._willUpdate();
-    this.node.setAttribute('aria-rowcount', String(m.total + 1));
+    this._table.setAttribute('aria-rowcount', String(m.total + 1));
     this._renderHead();
     if (m.reveal) {
       m.reveal = false;
@@ -149,6 +150,12 @@ export class RunsTable extends Widget {
         h('td', { colspan: span, style: `height: ${height}px` }));
     const rows = items.map(item => this._row(item.index));
     this._body.replaceChildren(spacer(top), ...rows, spacer(bottom));
+    const focused = rows.find(r => r.classList.contains('nbtrack-cmp-focus'));
+    if (focused) {
+      this._table.setAttribute('aria-activedescendant', focused.id);
+    } else {
+      this._table.removeAttribute('aria-activedescendant');
+    }
   }
 
   private _row(index: number): HTMLTableRowElement {
@@ -158,7 +165,7 @@ export class RunsTable extends Widget {
     if (!row) {
       return h(
         'tr',
-        { class: 'nbtrack-cmp-row nbtrack-cmp-placeholder' + focus, 'data-index': index },
+        { class: 'nbtrack-cmp-row nbtrack-cmp-placeholder' + focus, 'data-index': index, id: `${this._prefix}-${index}` },
         h('td', { colspan: this._columns.length + 1 }, '…')
       );
     }
@@ -174,6 +181,7 @@ export class RunsTable extends Widget {
       'tr',
       {
         class: 'nbtrack-cmp-row' + focus + (selected ? ' nbtrack-cmp-selected' : ''),
+        id: `${this._prefix}-${index}`,
         'data-run-id': row.run_id,
         'data-index': index,
         'aria-rowindex': index + 2,
@@ -193,7 +201,7 @@ export class RunsTable extends Widget {
 
   private _onKey = (event: KeyboardEvent): void => {
     const m = this._model;
-    if (event.target !== this.node) {
+    if (event.target !== this._table) {
       return;
     }
     const moves: Record<string, number> = {
@@ -229,7 +237,7 @@ export class RunsTable extends Widget {
       this._model.focus = index;
       this._renderRows();
     }
-    this.node.focus({ preventScroll: true });
+    this._table.focus({ preventScroll: true });
   };
 
   private _onHeadClick = (event: MouseEvent): void => {
@@ -255,6 +263,7 @@ export class RunsTable extends Widget {
   private _body = h('tbody', {});
   private _virtualizer: Virtualizer<HTMLElement, HTMLTableRowElement>;
   private _cleanup: (() => void) | null = null;
+  private _prefix = `nbtrack-cmp-${Math.random().toString(36).slice(2, 8)}`;
 }
 
 /** One cell: numbers in tabular figures, booleans as marks, hashes cut short, full text on hover. */
