@@ -57,6 +57,58 @@ def _shot(page: Any, out: Path, name: str) -> None:
     print(f"screenshot: {out / name}.png")
 
 
+#: WCAG contrast of each element's text on its effective background (alpha-blended up the tree).
+_CONTRAST_JS = """(selectors) => {
+  const rgba = c => { const m = c.match(/[\\d.]+/g).map(Number); return [m[0], m[1], m[2], m[3] ?? 1]; };
+  const over = (top, bottom) => top.slice(0, 3).map((v, i) => v * top[3] + bottom[i] * (1 - top[3]));
+  const background = el => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) { layers.push(c); if (c[3] === 1) { break; } }
+    }
+    return layers.reverse().reduce((acc, c) => over(c, acc), [255, 255, 255]);
+  };
+  const lum = rgb => { const [r, g, b] = rgb.map(v => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const out = {};
+  for (const sel of selectors) {
+    const el = document.querySelector(sel);
+    if (!el) { out[sel] = null; continue; }
+    const bg = background(el);
+    const fg = over(rgba(getComputedStyle(el).color), bg);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    out[sel] = Math.round(((a + 0.05) / (b + 0.05)) * 100) / 100;
+  }
+  return out;
+}"""
+CONTRAST_TARGETS = [
+    f"{VIEW} .nbtrack-cmp-sort",
+    f"{VIEW} tr.nbtrack-cmp-row td.nbtrack-cmp-td",
+    f"{VIEW} .nbtrack-cmp-toolbar .nbtrack-cmp-status",
+    f"{VIEW} .nbtrack-cmp-toggle[aria-pressed='true']",
+    f"{VIEW} .nbtrack-cmp-toggle[aria-pressed='false']",
+    f"{VIEW} .nbtrack-cmp-action:not(:disabled)",
+    f"{VIEW} .nbtrack-cmp-selected-count",
+    f"{VIEW} .nbtrack-cmp-chart figcaption",
+]
+
+
+def _check_contrast(page: Any, theme: str) -> None:
+    """Every text of the view >= 4.5:1 (WCAG AA), a toggle pressed to measure that state too."""
+    page.eval_on_selector(
+        f"{VIEW} .nbtrack-cmp-toggle[data-toggle='archived']", "b => b.setAttribute('aria-pressed', 'true')"
+    )
+    ratios = page.evaluate(_CONTRAST_JS, CONTRAST_TARGETS)
+    page.eval_on_selector(
+        f"{VIEW} .nbtrack-cmp-toggle[data-toggle='archived']", "b => b.setAttribute('aria-pressed', 'false')"
+    )
+    print(f"contrast ({theme}): " + ", ".join(f"{k.split(' ', 1)[1]}={v}" for k, v in ratios.items()))
+    low = {k: v for k, v in ratios.items() if v is None or v < 4.5}
+    assert not low, (theme, low)
+
+
 def _make_runs(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """30 tracked runs from ONE kernel: the notebook's cells re-executed with new parameters.
 
@@ -205,6 +257,7 @@ def _check_selection(page: Any, out: Path, clock: _Clock) -> None:
     )
     clock("gallery: one figure per run")
     _shot(page, out, "1-compare-light")
+    _check_contrast(page, "light")
     page.locator(f"{VIEW} .nbtrack-cmp-gallery").scroll_into_view_if_needed()
     _shot(page, out, "1-gallery-light")
     page.eval_on_selector(f"{VIEW} .nbtrack-cmp-selection", "el => { el.scrollTop = 0; }")
@@ -308,6 +361,7 @@ def test_compare_view(
         )
         page.wait_for_timeout(500)
         _shot(page, out, "2-compare-dark")
+        _check_contrast(page, "dark")
         page.locator(f"{VIEW} .nbtrack-cmp-gallery").scroll_into_view_if_needed()
         _shot(page, out, "2-gallery-dark")
 
