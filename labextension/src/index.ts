@@ -13,6 +13,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
 import { api } from './api';
 import { BridgeManager } from './comm';
+import { comparePlugin, OPEN_COMPARE } from './compare/plugin';
 import { confirmUncommitted } from './consent';
 import { DRIVE_NAME, RunsDrive } from './drive';
 import { nbtrackIcon } from './icon';
@@ -73,7 +74,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
-    const panel = new NbtrackPanel({ model, openNotebook: openRecorded });
+    const panel = new NbtrackPanel({
+      model,
+      openNotebook: openRecorded,
+      openCompare: notebook => void app.commands.execute(OPEN_COMPARE, { notebook: notebook ?? '' })
+    });
     panel.title.icon = nbtrackIcon;
     app.shell.add(panel, 'right', { rank: 600 });
     restorer?.add(panel, PANEL_ID);
@@ -152,4 +157,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, comparePlugin];

@@ -26,6 +26,8 @@ export interface IPanelOptions {
   model: RunsModel;
   /** Open a run's recorded notebook as a read-only document. */
   openNotebook: (runId: string) => Promise<void>;
+  /** Open the compare view (main area) on a notebook's runs. */
+  openCompare?: (notebook: string | null) => void;
 }
 
 export class NbtrackPanel extends Widget {
@@ -33,6 +35,7 @@ export class NbtrackPanel extends Widget {
     super();
     this._model = options.model;
     this._openNotebook = options.openNotebook;
+    this._openCompare = options.openCompare;
     this.id = PANEL_ID;
     this.addClass('nbtrack-panel');
     this.title.caption = 'nbtrack runs';
@@ -106,6 +109,12 @@ export class NbtrackPanel extends Widget {
       '⟳'
     );
     refresh.addEventListener('click', () => void m.refresh());
+    const compare = h(
+      'button',
+      { class: 'jp-Button nbtrack-compare-open', title: 'Compare runs (main area)', disabled: notebook === null },
+      'Compare'
+    );
+    compare.addEventListener('click', () => this._openCompare?.(notebook));
     this._header.className = 'nbtrack-header';
     this._header.replaceChildren(
       h('span', { class: 'nbtrack-title' }, 'nbtrack runs'),
@@ -114,6 +123,7 @@ export class NbtrackPanel extends Widget {
         { class: 'nbtrack-notebook', title: notebook ?? '' },
         notebook ? notebook.split('/').pop() : ''
       ),
+      compare,
       refresh
     );
   }
@@ -338,6 +348,7 @@ export class NbtrackPanel extends Widget {
 
   private _model: RunsModel;
   private _openNotebook: (runId: string) => Promise<void>;
+  private _openCompare?: (notebook: string | null) => void;
   private _header = document.createElement('div');
   private _listNode = document.createElement('div');
   private _bottomNode = document.createElement('div');
