@@ -1,12 +1,19 @@
 /**
- * The `nbtrack` comm between a notebook's kernel and the panel (kernel side: nbtrack/frontend.py).
+ * The `nbtrack` comm between a notebook's kernel and the panel (kernel side:
+ * nbtrack/magics/frontend.py).
  *
  * The kernel opens the comm at `%load_ext nbtrack` (`hello`); a frontend that arrives later finds
  * it with `comm_info` and attaches. The frontend tells the kernel the notebook's path (the kernel
  * cannot know it after a rename), sends the live editor content before tracked cells run, and
  * learns when a run starts (`state`) and ends (`run_finished`).
+ *
+ * The first Run All in a fresh kernel queues every cell before the comm exists (the kernel opens
+ * it in the first cell). So the frontend also sends the content as soon as the comm opens, listing
+ * the cells still `pending`; and it sends it over the comm's kernel subshell (JupyterLab's "comms
+ * over subshells", JEP 91) once that is up, since a subshell's messages are handled while the main
+ * shell runs the queued cells. A message on the main shell would wait behind the last of them.
  */
-import { Cell } from '@jupyterlab/cells';
+import { Cell, ICodeCellModel } from '@jupyterlab/cells';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import {
   INotebookModel,
@@ -21,6 +28,13 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 export const TARGET = 'nbtrack';
 const TRACK_MAGIC = /^\s*%{1,2}track\b/m;
+/** How long the first messages wait for the comm's subshell before going on the main shell. */
+const SUBSHELL_WAIT_MS = 3000;
+
+/** What JupyterLab's comm handler (4.4+) adds to `Kernel.IComm`: its subshell, once started. */
+interface ISubshellComm {
+  readonly subshellStarted?: Promise<void>;
+}
 
 /** What a `run_finished` message says, plus the path of the notebook whose kernel said it. */
 export interface IRunFinished {
@@ -73,12 +87,7 @@ class KernelBridge implements IDisposable {
     if (!this._tracking && !TRACK_MAGIC.test(source)) {
       return;
     }
-    this._send({
-      type: 'live',
-      path: this.context.path,
-      cell_id: cell.model.id,
-      notebook: this.context.model.toJSON() as unknown as JSONObject
-    });
+    this._sendLive(cell.model.id);
   }
 
   dispose(): void {
@@ -169,8 +178,7 @@ class KernelBridge implements IDisposable {
       return;
     }
     this._use(comm);
-    this._send({ type: 'hello' });
-    void this._sendPath();
+    void this._greet(kernel, comm, true);
   }
 
   private _onCommOpen(
@@ -183,7 +191,59 @@ class KernelBridge implements IDisposable {
     }
     this._use(comm);
     this._onData(msg.content.data as JSONObject);
-    void this._sendPath();
+    void this._greet(kernel, comm, false);
+  }
+
+  /**
+   * The first messages on a comm: (`hello`,) the live content and the path, once the comm's
+   * subshell is up (or there is none). The content first: the path waits for the server's root.
+   */
+  private async _greet(
+    kernel: Kernel.IKernelConnection,
+    comm: Kernel.IComm,
+    hello: boolean
+  ): Promise<void> {
+    await subshellReady(kernel, comm);
+    if (this._comm !== comm || comm.isDisposed) {
+      return;
+    }
+    if (hello) {
+      this._send({ type: 'hello' });
+    }
+    if (this.context.model && TRACK_MAGIC.test(this._sources())) {
+      this._sendLive(null);
+    }
+    await this._sendPath();
+  }
+
+  private _sources(): string {
+    const cells = this.context.model.sharedModel.cells;
+    return cells.map(cell => cell.getSource()).join('\n');
+  }
+
+  /**
+   * The editor's content, and the code cells scheduled or running now (their prompt shows `*`):
+   * the content is theirs as of their scheduling (Run All schedules every cell at once).
+   */
+  private _sendLive(cellId: string | null): void {
+    const pending: string[] = [];
+    const cells = this.context.model.cells;
+    for (let i = 0; i < cells.length; i++) {
+      const model = cells.get(i);
+      if (model.type === 'code' && (model as ICodeCellModel).executionState === 'running') {
+        pending.push(model.id);
+      }
+    }
+    if (cellId !== null && !pending.includes(cellId)) {
+      pending.push(cellId);
+    }
+    this._send({
+      type: 'live',
+      path: this.context.path,
+      cell_id: cellId,
+      pending,
+      notebook: this.context.model.toJSON() as unknown as JSONObject
+    });
   }
 
   private _use(comm: Kernel.IComm): void {
@@ -248,6 +308,32 @@ class KernelBridge implements IDisposable {
   private _target:
     | ((comm: Kernel.IComm, msg: KernelMessage.ICommOpenMsg) => void)
     | null = null;
+}
+
+/**
+ * Resolves once `comm`'s messages go to its own kernel subshell, or at once when they never will
+ * (the kernel has no subshells, or Lab's "Kernel Comms over subshells" setting is off); at most
+ * SUBSHELL_WAIT_MS.
+ */
+async function subshellReady(kernel: Kernel.IKernelConnection, comm: Kernel.IComm): Promise<void> {
+  const started = (comm as Kernel.IComm & ISubshellComm).subshellStarted;
+  if (!started || comm.commsOverSubshells === 'disabled') {
+    return;
+  }
+  try {
+    await kernel.info;
+  } catch {
+    return;
+  }
+  if (!kernel.supportsSubshells) {
+    return;
+  }
+  let timer = 0;
+  const timeout = new Promise<void>(resolve => {
+    timer = window.setTimeout(resolve, SUBSHELL_WAIT_MS);
+  });
+  await Promise.race([started.catch(() => undefined), timeout]);
+  window.clearTimeout(timer);
 }
 
 /** The bridges of every open notebook. */
