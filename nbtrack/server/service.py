@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import re
+import shlex
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -23,7 +24,7 @@ from nbtrack.errors import NotebookError, UsageError
 from nbtrack.replay.replayer import ENVS, MODES
 from nbtrack.runs.ids import FULL_LENGTH, MIN_PREFIX, Found
 from nbtrack.runs.service import Runs, Target
-from nbtrack.server.errors import NotFoundError, OutsideRootError
+from nbtrack.server.errors import NotFoundError, OutsideRootError, plain, unreachable_server
 from nbtrack.server.jobs import JobManager, ReplaySpec
 from nbtrack.server.stores import StoreResolver
 
@@ -81,6 +82,41 @@ def replay_options(body: Any) -> tuple[str, str, dict[str, Any]]:
     return mode, env, parameters
 
 
+def outage_warning(error: str, pending: int) -> str:
+    """The one line the panel shows above the pending runs when the store could not be searched.
+
+    Example:
+        >>> outage_warning("searching runs: API request to http://h:5000/x: urllib3 said", 2)[:60]
+        'While searching runs, the tracking server http://h:5000 was '
+    """
+    runs = f"the {pending} run{'s' if pending != 1 else ''}"
+    found = unreachable_server(error)
+    if found is None:
+        why = f"Searching runs failed ({plain(error)})"
+    else:
+        why = f"While searching runs, {found[0]} was unreachable ({found[1]})"
+    return (
+        f"{why}: only {runs} waiting in this machine's spool are listed; "
+        "`nbtrack sync` uploads them once it is back"
+    )
+
+
+def plain_upload(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its upload error (a spooled run's last one: MLflow's raw message, urllib3's
+    account included) said plainly, in ``upload_error`` and in ``upload_note``.
+
+    Example:
+        >>> plain_upload({"upload_error": None})
+        {'upload_error': None}
+    """
+    raw = row.get("upload_error")
+    if raw:
+        row["upload_error"] = plain(raw)
+        if row.get("upload_note"):
+            row["upload_note"] = str(row["upload_note"]).replace(raw, row["upload_error"])
+    return row
+
+
 class NbtrackService:
     """The panel's verbs over one server root and one configuration.
 
@@ -122,6 +158,15 @@ class NbtrackService:
             return target.display_uri.rstrip("/")
         return None
 
+    def _browse(self, target: Target) -> dict[str, Any]:
+        """How to see the target's runs in MLflow's own UI: its URL for a server store, else the
+        command that serves the embedded store (``mlflow ui`` is MLflow's, installed with it)."""
+        base = self._ui_base(target)
+        command = None
+        if base is None and target.database is not None:
+            command = f"mlflow ui --backend-store-uri {shlex.quote(target.uri)}"
+        return {"mlflow_ui": base, "mlflow_ui_command": command}
+
     def _run_url(self, found: Found) -> str | None:
         """The run in the MLflow UI; none while the run is still in the local spool."""
         run = found.run
@@ -142,7 +187,7 @@ class NbtrackService:
             "project": str(target.project),
             "notebook": target.notebook,
             "root_dir": str(self.resolver.root),
-            "mlflow_ui": self._ui_base(target),
+            **self._browse(target),
             "max_replays": self.jobs.max_running,
             "replay_timeout": self.jobs.timeout,
         }
@@ -151,7 +196,8 @@ class NbtrackService:
         self, notebook: str | None, experiment: str | None, max_results: int, page_token: str | None
     ) -> dict[str, Any]:
         """One page of runs, newest first, filtered and paged by MLflow (never a scan); the first
-        page starts with the local spool's pending runs."""
+        page starts with the local spool's pending runs. When the tracking server is unreachable the
+        page holds only those, and ``warning`` says so in one line (never the HTTP library's dump)."""
         target = self.resolver.target(notebook)
         page = self.runs.list_runs(
             target,
@@ -160,14 +206,17 @@ class NbtrackService:
             page_token=page_token or None,
             by="the JupyterLab panel",
         )
+        for row in page.rows:
+            plain_upload(row)
         reply: dict[str, Any] = {
             "runs": page.rows,
             "next_page_token": page.next_page_token,
             "store": target.display_uri,
             "notebook": target.notebook,
+            **self._browse(target),
         }
         if page.warning is not None:
-            reply["warning"] = page.warning
+            reply["warning"] = outage_warning(page.warning, len(page.rows))
         return reply
 
     def run_detail(self, run_id: str, notebook: str | None) -> dict[str, Any]:
@@ -177,7 +226,10 @@ class NbtrackService:
         check_run_id(run_id)
         found, snap = self.runs.show(self.resolver.target(notebook), run_id)
         artifacts = found.store.list_artifacts(found.run_id)
-        return run_detail(found.run, snap, artifacts, self._run_url(found))
+        detail = run_detail(found.run, snap, artifacts, self._run_url(found))
+        # The Markdown note the panel renders (MLflow's own tag: its UI shows the same note).
+        detail["note"] = found.run.tags.get("mlflow.note.content") or None
+        return plain_upload(detail)
 
     def diff(self, a: str | None, b: str | None, notebook: str | None) -> dict[str, Any]:
         if not a or not b:
