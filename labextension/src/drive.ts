@@ -5,6 +5,7 @@
  * Paths: `nbtrack-runs:<run_id>/<name>.ipynb` (the name is only for the tab; the run id selects
  * the notebook). Writing verbs reject with a message that says how to keep a copy.
  */
+import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { Contents, ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -148,6 +149,25 @@ export class RunsDrive implements Contents.IDrive {
   private _cache = new Map<string, IEntry>();
   private _stores = new Map<string, string>();
   private _fileChanged = new Signal<this, Contents.IChangedArgs>(this);
+}
+
+/**
+ * Keep a recorded notebook's document clean: nothing of it can be saved, so closing it must not
+ * ask "Save your work" (item 8 of issue 14). Opening marks the model dirty by itself (Lab fills
+ * in cell ids and the kernelspec metadata of an older recording), and so would any edit; the
+ * flag is put back at once, which also keeps the autosave from calling the drive's `save`.
+ */
+export function keepClean(context: DocumentRegistry.Context): void {
+  const clean = () => {
+    if (!context.isDisposed && context.model.dirty) {
+      context.model.dirty = false;
+    }
+  };
+  void context.ready.then(() => {
+    clean();
+    context.model.stateChanged.connect(clean);
+    context.model.contentChanged.connect(clean);
+  });
 }
 
 function fileName(name: string | undefined, runId: string): string {

@@ -8,15 +8,18 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
+import { find } from '@lumino/algorithm';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import { api } from './api';
 import { BridgeManager } from './comm';
 import { confirmUncommitted } from './consent';
-import { DRIVE_NAME, RunsDrive } from './drive';
+import { DRIVE_NAME, keepClean, RunsDrive } from './drive';
 import { nbtrackIcon } from './icon';
 import { RunsModel } from './model';
+import { NotebookDiffView } from './nbdiff';
 import { NbtrackPanel, PANEL_ID } from './panel';
 
 const PLUGIN_ID = 'nbtrack:panel';
@@ -25,6 +28,7 @@ namespace CommandIDs {
   export const show = 'nbtrack:show-runs';
   export const refresh = 'nbtrack:refresh-runs';
   export const openRecorded = 'nbtrack:open-recorded-notebook';
+  export const notebookDiff = 'nbtrack:notebook-diff';
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -32,13 +36,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Tracked runs of the open notebook: list, diff, replay (nbtrack).',
   autoStart: true,
   requires: [INotebookTracker, IDocumentManager],
-  optional: [ILayoutRestorer, ICommandPalette],
+  optional: [ILayoutRestorer, ICommandPalette, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     docManager: IDocumentManager,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    rendermime: IRenderMimeRegistry | null
   ): void => {
     const contents = app.serviceManager.contents;
     const drive = new RunsDrive();
@@ -67,13 +72,35 @@ const plugin: JupyterFrontEndPlugin<void> = {
             shouldStart: false,
             autoStartDefault: false
           };
+          keepClean(widget.context);
         }
       } catch (error) {
         await showErrorMessage('Cannot open the recorded notebook', String(error));
       }
     };
 
-    const panel = new NbtrackPanel({ model, openNotebook: openRecorded });
+    // Two runs' notebooks with outputs (nbdime) in the main area; one tab per pair of runs.
+    const openNotebookDiff = (a: string, b: string): void => {
+      if (!rendermime) {
+        void showErrorMessage('Cannot show the notebook diff', 'JupyterLab has no rendermime registry');
+        return;
+      }
+      const id = `nbtrack-nbdiff-${a.slice(0, 8)}-${b.slice(0, 8)}`;
+      const open = find(app.shell.widgets('main'), w => w.id === id);
+      if (open) {
+        app.shell.activateById(id);
+        return;
+      }
+      app.shell.add(new NotebookDiffView(a, b, model.notebook, rendermime), 'main');
+      app.shell.activateById(id);
+    };
+
+    const panel = new NbtrackPanel({
+      model,
+      openNotebook: openRecorded,
+      openNotebookDiff,
+      rendermime
+    });
     panel.title.icon = nbtrackIcon;
     app.shell.add(panel, 'right', { rank: 600 });
     restorer?.add(panel, PANEL_ID);
@@ -146,6 +173,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.openRecorded, {
       label: 'Open Recorded Notebook of an nbtrack Run',
       execute: args => openRecorded(String(args.runId ?? ''))
+    });
+    app.commands.addCommand(CommandIDs.notebookDiff, {
+      label: 'Diff the Notebooks of Two nbtrack Runs',
+      execute: args => openNotebookDiff(String(args.a ?? ''), String(args.b ?? ''))
     });
     palette?.addItem({ command: CommandIDs.show, category: 'nbtrack' });
     palette?.addItem({ command: CommandIDs.refresh, category: 'nbtrack' });

@@ -54,9 +54,11 @@ export function renderBadges(run: IRunRow): HTMLElement | null {
         'span',
         {
           class: 'nbtrack-badge nbtrack-badge-pending',
-          title: run.upload_error
-            ? `not on the tracking server yet: ${run.upload_error}; \`nbtrack sync\` uploads it`
-            : 'kept in the local spool until it is uploaded to the tracking server'
+          title:
+            run.upload_note ??
+            (run.upload_error
+              ? `not on the tracking server yet: ${run.upload_error}; \`nbtrack sync\` uploads it`
+              : 'kept in the local spool until it is uploaded to the tracking server')
         },
         'pending upload'
       )
@@ -78,6 +80,52 @@ export function renderBadges(run: IRunRow): HTMLElement | null {
   return badges.length ? h('div', { class: 'nbtrack-badges' }, badges) : null;
 }
 
+/** A command to copy, with a Copy button (the `mlflow ui` hint, `nbtrack sync`). */
+export function copyable(label: string, command: string): HTMLElement {
+  const copy = h('button', { class: 'jp-Button nbtrack-copy', title: 'Copy the command' }, 'Copy');
+  copy.addEventListener('click', () => {
+    void navigator.clipboard?.writeText(command).then(
+      () => (copy.textContent = 'Copied'),
+      () => (copy.textContent = 'Select and copy')
+    );
+  });
+  return h(
+    'div',
+    { class: 'nbtrack-copyable' },
+    h('span', {}, label),
+    h('code', { class: 'nbtrack-command', title: command }, command),
+    copy
+  );
+}
+
+/**
+ * Where to browse the runs in MLflow's own UI: its link for a server store; for the embedded one,
+ * the `mlflow ui` command that serves it.
+ */
+export function renderBrowse(browse: { url: string | null; command: string | null }): HTMLElement | null {
+  if (browse.url) {
+    return h(
+      'div',
+      { class: 'nbtrack-browse' },
+      h(
+        'a',
+        {
+          class: 'nbtrack-mlflow-link',
+          href: browse.url,
+          target: '_blank',
+          rel: 'noopener noreferrer',
+          title: browse.url
+        },
+        'Open in MLflow UI ↗'
+      )
+    );
+  }
+  if (browse.command) {
+    return h('div', { class: 'nbtrack-browse' }, copyable('To browse in MLflow’s UI:', browse.command));
+  }
+  return null;
+}
+
 export function keyValues(values: Record<string, unknown> | null | undefined): HTMLElement | null {
   const entries = Object.entries(values ?? {});
   if (entries.length === 0) {
@@ -87,8 +135,8 @@ export function keyValues(values: Record<string, unknown> | null | undefined): H
     'dl',
     { class: 'nbtrack-kv' },
     entries.flatMap(([key, value]) => [
-      h('dt', {}, key),
-      h('dd', { title: fmt(value) }, short(value))
+      h('dt', { title: key }, key),
+      h('dd', { title: fmt(value), class: typeof value === 'number' ? 'nbtrack-num' : null }, short(value))
     ])
   );
 }
