@@ -6,6 +6,7 @@
  * the notebook). Writing verbs reject with a message that says how to keep a copy.
  */
 import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { NotebookWidgetFactory } from '@jupyterlab/notebook';
 import { Contents, ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -200,4 +201,41 @@ function markTrust(recorded: IRecordedNotebook): Record<string, unknown> {
     }
   }
   return nb as Record<string, unknown>;
+}
+
+/** The widget factory that opens recorded notebooks (see `recordedNotebookFactory`). */
+export const RECORDED_FACTORY = 'nbtrack Recorded Notebook';
+
+/**
+ * A notebook widget factory for recordings, registered once beside Lab's own: read-only (closing
+ * never asks to save), no kernel started, and not Lab's `Notebook` factory, so the notebook
+ * tracker's followers (ipywidgets' manager, which reads the kernel of every tracked notebook and
+ * threw "Cannot read properties of null (reading 'kernel')" on a kernel-less recording) leave it
+ * alone. Returns the factory's name, or null when Lab has no notebook factory to copy.
+ */
+export function recordedNotebookFactory(registry: DocumentRegistry): string | null {
+  if (registry.getWidgetFactory(RECORDED_FACTORY)) {
+    return RECORDED_FACTORY;
+  }
+  const lab = registry.getWidgetFactory('Notebook') as NotebookWidgetFactory | undefined;
+  if (!lab || !(lab instanceof NotebookWidgetFactory)) {
+    return null;
+  }
+  const factory = new NotebookWidgetFactory({
+    name: RECORDED_FACTORY,
+    label: 'Recorded notebook (nbtrack, read-only)',
+    fileTypes: ['notebook'],
+    modelName: 'notebook',
+    readOnly: true,
+    preferKernel: false,
+    canStartKernel: false,
+    shutdownOnClose: false,
+    rendermime: lab.rendermime,
+    contentFactory: lab.contentFactory,
+    mimeTypeService: lab.mimeTypeService,
+    editorConfig: lab.editorConfig,
+    notebookConfig: lab.notebookConfig
+  });
+  registry.addWidgetFactory(factory);
+  return RECORDED_FACTORY;
 }

@@ -16,7 +16,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { api } from './api';
 import { BridgeManager } from './comm';
 import { confirmUncommitted } from './consent';
-import { DRIVE_NAME, keepClean, RunsDrive } from './drive';
+import { DRIVE_NAME, keepClean, recordedNotebookFactory, RunsDrive } from './drive';
 import { nbtrackIcon } from './icon';
 import { RunsModel } from './model';
 import { NotebookDiffView } from './nbdiff';
@@ -63,7 +63,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const openRecorded = async (runId: string): Promise<void> => {
       try {
         const local = await drive.prepare(runId, model.notebook);
-        const widget = docManager.openOrReveal(`${DRIVE_NAME}:${local}`, 'Notebook');
+        const factory = recordedNotebookFactory(app.docRegistry) ?? 'Notebook';
+        const widget = docManager.openOrReveal(`${DRIVE_NAME}:${local}`, factory);
         if (widget) {
           // A recording is for reading: do not start a kernel for it (one can still be chosen).
           const sessionContext = widget.context.sessionContext;

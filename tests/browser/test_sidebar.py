@@ -288,10 +288,11 @@ def test_notebook_diff_and_recorded_notebook(
         view = page.wait_for_selector(".nbtrack-nbdiff[data-loaded='true']", timeout=60_000)
         # Then it is in the main area, nbdime shows the changed output, unchanged cells are hidden
         assert page.evaluate(
-            "() => window.jupyterapp.shell.currentWidget.node.classList.contains('nbtrack-nbdiff')"
+            "() => [...window.jupyterapp.shell.widgets('main')].some(w => w.hasClass('nbtrack-nbdiff'))"
         )
-        changed = page.inner_text(".nbtrack-nbdiff .jp-Cell-diff.jp-Diff-twoway")
-        assert "2" in changed and "6" in changed, changed
+        assert page.inner_text("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current").startswith("Diff ")
+        outputs = page.inner_text(".nbtrack-nbdiff .jp-Cell-diff:has(.jp-Diff-outputsContainer)")
+        assert "2" in outputs and "6" in outputs and "print(alpha * 2)" in outputs, outputs
         unchanged = ".nbtrack-nbdiff .jp-Cell-diff.jp-Diff-unchanged"
         assert page.locator(unchanged).count() >= 2
         assert all(not e.is_visible() for e in page.query_selector_all(unchanged))
@@ -305,6 +306,7 @@ def test_notebook_diff_and_recorded_notebook(
         print(f"screenshot: {out / 'nbdiff.png'}")
 
         # When a recorded notebook is opened, then closed
+        page.on("pageerror", lambda e: print(f"pageerror stack: {e.stack}"))
         errors_before = [m for m in browser.console if m.startswith("pageerror")]
         page.click(".nbtrack-back")
         page.click(f'{ROW}[data-run-id="{newer}"] .nbtrack-run-name')
