@@ -326,6 +326,28 @@ def test_notebook_diff_and_recorded_notebook(
         assert page.query_selector(".jp-Dialog") is None
         errors = [m for m in browser.console if m.startswith("pageerror")]
         assert errors == errors_before, errors
+
+        # When the older run is renamed, given a Markdown note, then archived from its details
+        page.click(".nbtrack-back")
+        page.click(f'{ROW}[data-run-id="{older}"] .nbtrack-run-name')
+        page.click(f'.nbtrack-details[data-run-id="{older}"] .nbtrack-rename')
+        page.fill(".nbtrack-rename-input", "baseline")
+        page.press(".nbtrack-rename-input", "Enter")
+        page.wait_for_function(
+            "document.querySelector('.nbtrack-details-name')?.textContent === 'baseline'", timeout=30_000
+        )
+        page.click(".nbtrack-edit-note")
+        page.fill(".nbtrack-note-input", "Kept as the **baseline** run")
+        page.click(".nbtrack-save-note")
+        strong = page.wait_for_selector(".nbtrack-note-rendered strong", timeout=30_000)
+        assert strong.inner_text() == "baseline"
+        detail = lab.api(f"nbtrack/runs/{older}?notebook={NOTEBOOK}")
+        assert (detail["name"], detail["note"]) == ("baseline", "Kept as the **baseline** run"), detail
+        page.click(".nbtrack-archive")
+        page.click(".jp-Dialog .jp-mod-accept")
+        page.wait_for_selector(".nbtrack-list-area:not([hidden])", timeout=30_000)
+        page.wait_for_function(f"document.querySelectorAll('{ROW}').length === 1", timeout=30_000)
+        assert page.eval_on_selector_all(ROW, "rows => rows.map(r => r.dataset.runId)") == [newer]
     except Exception:
         _fail_report(page, out, browser, lab)
         raise
