@@ -9,7 +9,8 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { IRunDetail } from './api';
 import { h, section } from './dom';
 import { IRemote, RunsModel } from './model';
-import { copyable, keyValues, renderBadges, renderData } from './views';
+import { copyable } from './browse';
+import { keyValues, renderBadges, renderData } from './views';
 
 export interface IDetailsContext {
   model: RunsModel;

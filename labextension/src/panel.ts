@@ -13,14 +13,14 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { IRunRow } from './api';
 import { renderDetails } from './details';
-import { fmt, h } from './dom';
+import { h } from './dom';
 import { RunsModel } from './model';
-import { renderBadges, renderBrowse, renderDiff, renderReplay, replayRunning } from './views';
+import { renderRow } from './rows';
+import { renderBrowse } from './browse';
+import { renderDiff, renderReplay, replayRunning } from './views';
 
 export const PANEL_ID = 'nbtrack-panel';
-const METRICS_IN_ROW = 3;
 
 export interface IPanelOptions {
   model: RunsModel;
@@ -210,7 +210,9 @@ export class NbtrackPanel extends Widget {
         'aria-multiselectable': 'true',
         'aria-label': 'Tracked runs: arrows move, Enter opens, Space selects to compare'
       },
-      m.runs.map(run => this._renderRow(run))
+      m.runs.map(run =>
+        renderRow(run, m, run.run_id === this._activeId, id => (this._activeId = id))
+      )
     );
     list.addEventListener('keydown', this._onListKey);
     const footer = [list, renderBrowse(m.browse)];
@@ -281,86 +283,6 @@ export class NbtrackPanel extends Widget {
     for (const row of this._listNode.querySelectorAll<HTMLElement>('.nbtrack-run-row')) {
       row.tabIndex = row.dataset.runId === this._activeId ? 0 : -1;
     }
-  }
-
-  private _renderRow(run: IRunRow): HTMLElement {
-    const m = this._model;
-    const selected = m.selection.includes(run.run_id);
-    const name = run.name || run.run_id.slice(0, 8);
-    const checkbox = h('input', {
-      type: 'checkbox',
-      class: 'nbtrack-run-select',
-      title: 'Select to compare (two runs)',
-      tabindex: -1,
-      'aria-label': `select run ${name} to compare`
-    });
-    checkbox.checked = selected;
-    checkbox.addEventListener('click', event => {
-      event.stopPropagation();
-      this._activeId = run.run_id;
-      m.toggle(run.run_id);
-    });
-    const metrics = Object.entries(run.metrics ?? {}).slice(0, METRICS_IN_ROW);
-    const row = h(
-      'div',
-      {
-        class: 'nbtrack-run-row' + (selected ? ' nbtrack-selected' : ''),
-        'data-run-id': run.run_id,
-        role: 'option',
-        'aria-selected': selected ? 'true' : 'false',
-        'aria-label': `${name}, ${run.status}, ${run.start}`,
-        tabindex: run.run_id === this._activeId ? 0 : -1,
-        title: 'Click or Enter: details · Ctrl/Shift-click, checkbox or Space: compare two runs'
-      },
-      checkbox,
-      h(
-        'div',
-        { class: 'nbtrack-run-main' },
-        h(
-          'div',
-          { class: 'nbtrack-run-title' },
-          h('span', { class: 'nbtrack-run-name', title: `${run.name ?? ''} (${run.run_id})` }, name),
-          h('span', { class: `nbtrack-status nbtrack-status-${run.status}` }, run.status)
-        ),
-        h(
-          'div',
-          { class: 'nbtrack-run-meta' },
-          h('span', { class: 'nbtrack-run-start' }, run.start),
-          h('span', { class: 'nbtrack-run-duration nbtrack-num' }, run.duration),
-          run.commit
-            ? h('span', { class: 'nbtrack-run-commit', title: `git commit ${run.commit}` }, run.commit)
-            : null
-        ),
-        metrics.length
-          ? h(
-              'div',
-              { class: 'nbtrack-run-metrics' },
-              metrics.map(([key, value]) =>
-                h(
-                  'span',
-                  { class: 'nbtrack-metric', 'data-name': key, title: `${key} = ${String(value)}` },
-                  h('span', { class: 'nbtrack-metric-name' }, key),
-                  ' ',
-                  h('span', { class: 'nbtrack-num' }, fmt(value))
-                )
-              )
-            )
-          : null,
-        renderBadges(run),
-        run.pending_upload && run.upload_note
-          ? h('div', { class: 'nbtrack-upload-note', title: run.upload_note }, run.upload_note)
-          : null
-      )
-    );
-    row.addEventListener('click', event => {
-      this._activeId = run.run_id;
-      if (event.ctrlKey || event.metaKey || event.shiftKey) {
-        m.toggle(run.run_id);
-      } else {
-        m.select(run.run_id);
-      }
-    });
-    return row;
   }
 
   private _renderBottom(): Node[] {
