@@ -29,6 +29,12 @@ export interface IRunRow {
   /** In the tracking server's local spool, not uploaded yet. */
   pending_upload?: boolean;
   upload_error?: string | null;
+  /** What a pending upload means and what to run (`nbtrack sync` on the host that holds it). */
+  upload_note?: string | null;
+  /** A RUNNING run whose kernel is on another host. */
+  running_on?: string;
+  /** The run's Markdown note (MLflow's `mlflow.note.content`), when the server sends it. */
+  note?: string | null;
 }
 
 export interface IRunPage {
@@ -38,6 +44,10 @@ export interface IRunPage {
   warning?: string;
   store?: string;
   notebook?: string | null;
+  /** MLflow's UI for a server store (null for the embedded store). */
+  mlflow_ui?: string | null;
+  /** For the embedded store: the `mlflow ui` command that serves it. */
+  mlflow_ui_command?: string | null;
 }
 
 export interface IRunDetail extends IRunRow {
@@ -172,6 +182,35 @@ export interface IInfo {
   store: string;
   root_dir: string;
   mlflow_ui?: string | null;
+  mlflow_ui_command?: string | null;
+}
+
+/** One run action of `POST actions/<action>` (nbtrack/server/action_handlers.py). */
+export type RunAction = 'rename' | 'note' | 'tag' | 'archive' | 'restore' | 'purge';
+
+export interface IActionResult {
+  action: RunAction;
+  done: string[];
+  runs: IRunRow[];
+}
+
+/** Which recording of a run a notebook diff side shows. */
+export type NotebookKind = 'saved' | 'live' | 'history';
+
+export interface INbDiffSide {
+  run_id: string;
+  name: string | null;
+  kind: NotebookKind;
+  label: string;
+}
+
+/** `GET nbdiff`: nbdime's diff of two runs' recorded notebooks. */
+export interface INbDiff {
+  base: Record<string, unknown>;
+  diff: unknown[];
+  a: INbDiffSide;
+  b: INbDiffSide;
+  available: { a: NotebookKind[]; b: NotebookKind[] };
 }
 
 const NOT_ENABLED =
@@ -277,5 +316,25 @@ export const api = {
   },
   notebook(runId: string, notebook?: string | null): Promise<IRecordedNotebook> {
     return requestAPI<IRecordedNotebook>(`runs/${runId}/notebook`, { notebook });
+  },
+  action(
+    action: RunAction,
+    body: Record<string, unknown>,
+    notebook?: string | null
+  ): Promise<IActionResult> {
+    return requestAPI<IActionResult>(
+      `actions/${action}`,
+      { notebook },
+      { method: 'POST', body: JSON.stringify(body) }
+    );
+  },
+  nbdiff(
+    a: string,
+    b: string,
+    sideA: NotebookKind | null,
+    sideB: NotebookKind | null,
+    notebook?: string | null
+  ): Promise<INbDiff> {
+    return requestAPI<INbDiff>('nbdiff', { notebook, a, b, side_a: sideA, side_b: sideB });
   }
 };

@@ -58,6 +58,11 @@ export function fmtDelta(value: number | null | undefined): string {
   return (value > 0 ? '+' : '') + fmt(value);
 }
 
+/** Whether a cell shows a number (or a signed difference): it never wraps mid-number. */
+function isNumber(cell: Child): boolean {
+  return (typeof cell === 'string' && /^[+-−]?[\d.,e+-]+$/i.test(cell.trim())) || typeof cell === 'number';
+}
+
 /** A two- or more-column table; `rowAttrs` gives each row's attributes. */
 export function table(
   cls: string,
@@ -71,7 +76,15 @@ export function table(
     h(
       'tbody',
       {},
-      rows.map(row => h('tr', row.attrs ?? {}, row.cells.map(cell => h('td', {}, cell))))
+      rows.map(row =>
+        h(
+          'tr',
+          row.attrs ?? {},
+          row.cells.map(cell =>
+            h('td', { class: isNumber(cell) ? 'nbtrack-num' : null, title: typeof cell === 'string' ? cell : null }, cell)
+          )
+        )
+      )
     )
   );
 }

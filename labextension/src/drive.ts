@@ -5,6 +5,8 @@
  * Paths: `nbtrack-runs:<run_id>/<name>.ipynb` (the name is only for the tab; the run id selects
  * the notebook). Writing verbs reject with a message that says how to keep a copy.
  */
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { NotebookWidgetFactory } from '@jupyterlab/notebook';
 import { Contents, ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -150,6 +152,25 @@ export class RunsDrive implements Contents.IDrive {
   private _fileChanged = new Signal<this, Contents.IChangedArgs>(this);
 }
 
+/**
+ * Keep a recorded notebook's document clean: nothing of it can be saved, so closing it must not
+ * ask "Save your work" (item 8 of issue 14). Opening marks the model dirty by itself (Lab fills
+ * in cell ids and the kernelspec metadata of an older recording), and so would any edit; the
+ * flag is put back at once, which also keeps the autosave from calling the drive's `save`.
+ */
+export function keepClean(context: DocumentRegistry.Context): void {
+  const clean = () => {
+    if (!context.isDisposed && context.model.dirty) {
+      context.model.dirty = false;
+    }
+  };
+  void context.ready.then(() => {
+    clean();
+    context.model.stateChanged.connect(clean);
+    context.model.contentChanged.connect(clean);
+  });
+}
+
 function fileName(name: string | undefined, runId: string): string {
   const base = (name || `run-${runId.slice(0, 8)}.ipynb`).replace(/[/\\:]/g, '_');
   return base.endsWith('.ipynb') ? base : `${base}.ipynb`;
@@ -180,4 +201,41 @@ function markTrust(recorded: IRecordedNotebook): Record<string, unknown> {
     }
   }
   return nb as Record<string, unknown>;
+}
+
+/** The widget factory that opens recorded notebooks (see `recordedNotebookFactory`). */
+export const RECORDED_FACTORY = 'nbtrack Recorded Notebook';
+
+/**
+ * A notebook widget factory for recordings, registered once beside Lab's own: read-only (closing
+ * never asks to save), no kernel started, and not Lab's `Notebook` factory, so the notebook
+ * tracker's followers (ipywidgets' manager, which reads the kernel of every tracked notebook and
+ * threw "Cannot read properties of null (reading 'kernel')" on a kernel-less recording) leave it
+ * alone. Returns the factory's name, or null when Lab has no notebook factory to copy.
+ */
+export function recordedNotebookFactory(registry: DocumentRegistry): string | null {
+  if (registry.getWidgetFactory(RECORDED_FACTORY)) {
+    return RECORDED_FACTORY;
+  }
+  const lab = registry.getWidgetFactory('Notebook') as NotebookWidgetFactory | undefined;
+  if (!lab || !(lab instanceof NotebookWidgetFactory)) {
+    return null;
+  }
+  const factory = new NotebookWidgetFactory({
+    name: RECORDED_FACTORY,
+    label: 'Recorded notebook (nbtrack, read-only)',
+    fileTypes: ['notebook'],
+    modelName: 'notebook',
+    readOnly: true,
+    preferKernel: false,
+    canStartKernel: false,
+    shutdownOnClose: false,
+    rendermime: lab.rendermime,
+    contentFactory: lab.contentFactory,
+    mimeTypeService: lab.mimeTypeService,
+    editorConfig: lab.editorConfig,
+    notebookConfig: lab.notebookConfig
+  });
+  registry.addWidgetFactory(factory);
+  return RECORDED_FACTORY;
 }

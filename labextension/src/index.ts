@@ -8,16 +8,19 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
+import { find } from '@lumino/algorithm';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import { api } from './api';
 import { BridgeManager } from './comm';
 import { comparePlugin, OPEN_COMPARE } from './compare/plugin';
 import { confirmUncommitted } from './consent';
-import { DRIVE_NAME, RunsDrive } from './drive';
+import { DRIVE_NAME, keepClean, recordedNotebookFactory, RunsDrive } from './drive';
 import { nbtrackIcon } from './icon';
 import { RunsModel } from './model';
+import { NotebookDiffView } from './nbdiff';
 import { NbtrackPanel, PANEL_ID } from './panel';
 
 const PLUGIN_ID = 'nbtrack:panel';
@@ -26,6 +29,7 @@ namespace CommandIDs {
   export const show = 'nbtrack:show-runs';
   export const refresh = 'nbtrack:refresh-runs';
   export const openRecorded = 'nbtrack:open-recorded-notebook';
+  export const notebookDiff = 'nbtrack:notebook-diff';
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -33,13 +37,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Tracked runs of the open notebook: list, diff, replay (nbtrack).',
   autoStart: true,
   requires: [INotebookTracker, IDocumentManager],
-  optional: [ILayoutRestorer, ICommandPalette],
+  optional: [ILayoutRestorer, ICommandPalette, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     docManager: IDocumentManager,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    rendermime: IRenderMimeRegistry | null
   ): void => {
     const contents = app.serviceManager.contents;
     const drive = new RunsDrive();
@@ -59,7 +64,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const openRecorded = async (runId: string): Promise<void> => {
       try {
         const local = await drive.prepare(runId, model.notebook);
-        const widget = docManager.openOrReveal(`${DRIVE_NAME}:${local}`, 'Notebook');
+        const factory = recordedNotebookFactory(app.docRegistry) ?? 'Notebook';
+        const widget = docManager.openOrReveal(`${DRIVE_NAME}:${local}`, factory);
         if (widget) {
           // A recording is for reading: do not start a kernel for it (one can still be chosen).
           const sessionContext = widget.context.sessionContext;
@@ -68,16 +74,35 @@ const plugin: JupyterFrontEndPlugin<void> = {
             shouldStart: false,
             autoStartDefault: false
           };
+          keepClean(widget.context);
         }
       } catch (error) {
         await showErrorMessage('Cannot open the recorded notebook', String(error));
       }
     };
 
+    // Two runs' notebooks with outputs (nbdime) in the main area; one tab per pair of runs.
+    const openNotebookDiff = (a: string, b: string): void => {
+      if (!rendermime) {
+        void showErrorMessage('Cannot show the notebook diff', 'JupyterLab has no rendermime registry');
+        return;
+      }
+      const id = `nbtrack-nbdiff-${a.slice(0, 8)}-${b.slice(0, 8)}`;
+      const open = find(app.shell.widgets('main'), w => w.id === id);
+      if (open) {
+        app.shell.activateById(id);
+        return;
+      }
+      app.shell.add(new NotebookDiffView(a, b, model.notebook, rendermime), 'main');
+      app.shell.activateById(id);
+    };
+
     const panel = new NbtrackPanel({
       model,
       openNotebook: openRecorded,
-      openCompare: notebook => void app.commands.execute(OPEN_COMPARE, { notebook: notebook ?? '' })
+      openCompare: notebook => void app.commands.execute(OPEN_COMPARE, { notebook: notebook ?? '' }),
+      openNotebookDiff,
+      rendermime
     });
     panel.title.icon = nbtrackIcon;
     app.shell.add(panel, 'right', { rank: 600 });
@@ -151,6 +176,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.openRecorded, {
       label: 'Open Recorded Notebook of an nbtrack Run',
       execute: args => openRecorded(String(args.runId ?? ''))
+    });
+    app.commands.addCommand(CommandIDs.notebookDiff, {
+      label: 'Diff the Notebooks of Two nbtrack Runs',
+      execute: args => openNotebookDiff(String(args.a ?? ''), String(args.b ?? ''))
     });
     palette?.addItem({ command: CommandIDs.show, category: 'nbtrack' });
     palette?.addItem({ command: CommandIDs.refresh, category: 'nbtrack' });

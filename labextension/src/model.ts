@@ -4,7 +4,16 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { api, ApiError, IDiff, IJob, IProvenance, IRunDetail, IRunRow } from './api';
+import {
+  api,
+  ApiError,
+  IDiff,
+  IJob,
+  IProvenance,
+  IRunDetail,
+  IRunRow,
+  RunAction
+} from './api';
 
 /** Something fetched from the server. */
 export interface IRemote<T> {
@@ -56,6 +65,26 @@ export class RunsModel {
     return this._listLoaded;
   }
 
+  /** The server's one-line warning about this list (the tracking server is unreachable). */
+  get listWarning(): string | null {
+    return this._listWarning;
+  }
+
+  /** MLflow's UI (server store) or the `mlflow ui` command (embedded store), from the list. */
+  get browse(): { url: string | null; command: string | null } {
+    return this._browse;
+  }
+
+  /** What the panel shows in place of the list: a run's details, two runs' diff, or the list. */
+  get view(): 'list' | 'details' | 'diff' {
+    return this._details ? 'details' : this._diff ? 'diff' : 'list';
+  }
+
+  /** The last action's error (rename, note, archive), shown in the details. */
+  get actionError(): string | null {
+    return this._actionError;
+  }
+
   get hasMore(): boolean {
     return this._nextPageToken !== null;
   }
@@ -99,6 +128,7 @@ export class RunsModel {
     this._nextPageToken = null;
     this._listLoaded = false;
     this._listError = null;
+    this._listWarning = null;
     this._clearSelection();
     this._generation++;
     this._listLoading = false;
@@ -129,6 +159,8 @@ export class RunsModel {
       this._runs = page.runs;
       this._nextPageToken = page.next_page_token ?? null;
       this._listError = null;
+      this._listWarning = page.warning ?? null;
+      this._browse = { url: page.mlflow_ui ?? null, command: page.mlflow_ui_command ?? null };
       const listed = new Set(this._runs.map(r => r.run_id));
       if (this._selection.some(id => !listed.has(id))) {
         this._clearSelection();
@@ -173,18 +205,63 @@ export class RunsModel {
     this._emit();
   }
 
-  /** Select one run alone (a plain click). */
+  /** Select one run alone and open its details in place of the list (a click, Enter). */
   select(runId: string): void {
-    this._setSelection([runId]);
+    this._setSelection([runId], true);
   }
 
-  /** Add a run to the selection or take it out (checkbox, ctrl/shift-click); keeps two at most. */
+  /**
+   * Add a run to the selection or take it out (checkbox, ctrl/shift-click, Space); keeps two at
+   * most. Two selected runs open their diff in place of the list.
+   */
   toggle(runId: string): void {
     const current = this._selection.filter(id => id !== runId);
     if (current.length === this._selection.length) {
       current.push(runId);
     }
-    this._setSelection(current.slice(-2));
+    this._setSelection(current.slice(-2), false);
+  }
+
+  /** Close the details or the diff: the list again (the selection is kept). */
+  back(): void {
+    if (this._details === null && this._diff === null) {
+      return;
+    }
+    this._details = null;
+    this._diff = null;
+    this._actionError = null;
+    this._emit();
+  }
+
+  /**
+   * Run a single-run action (rename, note, archive) and show its result: the list row is
+   * replaced by the server's row after the change; an archived run leaves the list.
+   */
+  async act(runId: string, action: RunAction, body: Record<string, unknown> = {}): Promise<boolean> {
+    this._actionError = null;
+    this._emit();
+    try {
+      const result = await api.action(action, { runs: [runId], ...body }, this._notebook);
+      const after = new Map(result.runs.map(r => [r.run_id, r]));
+      if (action === 'archive' || action === 'purge') {
+        this._runs = this._runs.filter(r => !result.done.includes(r.run_id));
+        this._clearSelection();
+      } else {
+        this._runs = this._runs.map(r => after.get(r.run_id) ?? r);
+        const details = this._details;
+        const row = after.get(runId);
+        if (details?.data && row && details.data.run_id === runId) {
+          const note = action === 'note' ? String(body.note ?? '') : details.data.note;
+          details.data = { ...details.data, ...row, note };
+        }
+      }
+      this._emit();
+      return true;
+    } catch (error) {
+      this._actionError = messageOf(error);
+      this._emit();
+      return false;
+    }
   }
 
   /**
@@ -246,14 +323,16 @@ export class RunsModel {
     this._selection = [];
     this._details = null;
     this._diff = null;
+    this._actionError = null;
   }
 
-  private _setSelection(ids: string[]): void {
+  private _setSelection(ids: string[], open: boolean): void {
     this._selection = ids;
     this._details = null;
     this._diff = null;
+    this._actionError = null;
     const notebook = this._notebook;
-    if (ids.length === 1) {
+    if (ids.length === 1 && open) {
       const remote: IRemote<IRunDetail> = { loading: true, data: null, error: null };
       this._details = remote;
       api.run(ids[0], notebook).then(
@@ -299,6 +378,9 @@ export class RunsModel {
   private _listLoading = false;
   private _listLoaded = false;
   private _listError: string | null = null;
+  private _listWarning: string | null = null;
+  private _browse: { url: string | null; command: string | null } = { url: null, command: null };
+  private _actionError: string | null = null;
   private _selection: string[] = [];
   private _details: IRemote<IRunDetail> | null = null;
   private _diff: IRemote<IDiff> | null = null;

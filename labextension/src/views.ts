@@ -54,9 +54,11 @@ export function renderBadges(run: IRunRow): HTMLElement | null {
         'span',
         {
           class: 'nbtrack-badge nbtrack-badge-pending',
-          title: run.upload_error
-            ? `not on the tracking server yet: ${run.upload_error}; \`nbtrack sync\` uploads it`
-            : 'kept in the local spool until it is uploaded to the tracking server'
+          title:
+            run.upload_note ??
+            (run.upload_error
+              ? `not on the tracking server yet: ${run.upload_error}; \`nbtrack sync\` uploads it`
+              : 'kept in the local spool until it is uploaded to the tracking server')
         },
         'pending upload'
       )
@@ -87,8 +89,8 @@ export function keyValues(values: Record<string, unknown> | null | undefined): H
     'dl',
     { class: 'nbtrack-kv' },
     entries.flatMap(([key, value]) => [
-      h('dt', {}, key),
-      h('dd', { title: fmt(value) }, short(value))
+      h('dt', { title: key }, key),
+      h('dd', { title: fmt(value), class: typeof value === 'number' ? 'nbtrack-num' : null }, short(value))
     ])
   );
 }

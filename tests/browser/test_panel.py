@@ -136,6 +136,8 @@ def test_panel_lists_diffs_replays_and_opens_runs(tmp_path: Path, lab_factory: A
         clock("diff shown")
 
         # When one run is selected and replayed, progress shows, then the verdict
+        # (the diff and the details open in place of the list: back to it first)
+        page.click(".nbtrack-back")
         page.click(f'{ROW}[data-run-id="{first}"] .nbtrack-run-name')
         page.wait_for_selector(f'.nbtrack-details[data-run-id="{first}"] .nbtrack-replay-button')
         page.evaluate(
@@ -162,6 +164,7 @@ def test_panel_lists_diffs_replays_and_opens_runs(tmp_path: Path, lab_factory: A
         # When the user opens the second run's recorded notebook, it opens read-only in a new tab
         # and no file is written into the project
         before = _user_files(root)
+        page.click(".nbtrack-back")
         page.click(f'{ROW}[data-run-id="{second}"] .nbtrack-run-name')
         page.click(f'.nbtrack-details[data-run-id="{second}"] .nbtrack-open-notebook')
         page.wait_for_function(
