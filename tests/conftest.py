@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -188,6 +192,11 @@ def start_mlflow_server(
     """Start ``mlflow server`` on ``port`` with its store in ``base`` (or ``backend_store_uri``, e.g. a
     PostgreSQL database; artifacts still in ``base / "artifacts"``); returns once /health answers."""
     base.mkdir(parents=True, exist_ok=True)
+    fresh = backend_store_uri is None and not (base / "server.db").exists()
+    if fresh and _TEMPLATE_DB.exists():
+        # MLflow migrates a new database table by table (~12 s idle, far more loaded): a copy of one
+        # that a server of this process already created starts as that server did.
+        shutil.copyfile(_TEMPLATE_DB, base / "server.db")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     for name in ("MLFLOW_TRACKING_URI", "NBTRACK_TRACKING_URI"):
         env.pop(name, None)
@@ -225,15 +234,102 @@ def start_mlflow_server(
     else:
         proc.terminate()
         raise RuntimeError("mlflow server did not answer /health within 900 s")
+    if fresh and not _TEMPLATE_DB.exists():
+        _keep_template(base / "server.db")
     return proc
+
+
+#: A migrated, empty server database, made by this worker's first server (see start_mlflow_server).
+_TEMPLATE_DB = Path(tempfile.gettempdir()) / f"nbtrack-tests-{os.getpid()}" / "mlflow-server.db"
+
+
+def _keep_template(db: Path) -> None:
+    """Copy the database a new server just made, before anything but /health reached it: its schema
+    and the Default experiment, nothing else. SQLite's backup API reads it consistently while the
+    server holds it open."""
+    import sqlite3
+
+    _TEMPLATE_DB.parent.mkdir(parents=True, exist_ok=True)
+    atexit.register(shutil.rmtree, _TEMPLATE_DB.parent, True)
+    partial = _TEMPLATE_DB.with_suffix(".part")
+    with contextlib.closing(sqlite3.connect(db)) as src, contextlib.closing(sqlite3.connect(partial)) as dst:
+        src.backup(dst)
+    partial.replace(_TEMPLATE_DB)
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``mlflow server`` on loopback (SQLite backend, proxied local artifacts), one per session."""
+    """A real ``mlflow server`` on loopback (SQLite backend, proxied local artifacts), one per session
+    (per xdist worker). Tests sharing it use experiments of their own names."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
     yield server.url
     server.stop()
+
+
+class LateServer:
+    """A tracking URL where nothing listens until :meth:`up`, then the shared ``mlflow server``
+    answers there: "the server was down, now it is back" without starting a server of its own (a
+    start costs 15-60 s). Each connection to the URL is relayed, bytes as they are, to the server.
+
+    For tests that only need the server to be missing for a while; a test that kills or breaks a
+    server starts its own :class:`MlflowServer`.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self.target = ("127.0.0.1", int(server_url.rsplit(":", 1)[1]))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+
+    def up(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def down(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept() (Linux)
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        for sock in self._open:  # shutdown() wakes the relaying threads blocked in recv()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed by down()
+                return
+            try:
+                server = socket.create_connection(self.target, timeout=30)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            self._open += [client, server]
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until ``src`` ends, then end ``dst``'s writing side."""
+    with contextlib.suppress(OSError):
+        while chunk := src.recv(65536):
+            dst.sendall(chunk)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def late_server(mlflow_server: str) -> Iterator[LateServer]:
+    """A URL that refuses connections until ``.up()``, then reaches the shared server."""
+    late = LateServer(mlflow_server)
+    yield late
+    late.down()
 
 
 def dvc_md5(root: Path, rel: str) -> str:

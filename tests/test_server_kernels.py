@@ -14,19 +14,20 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MlflowServer, free_port, make_project, write_notebook
+from conftest import LateServer, make_project, write_notebook
 
 from nbtrack.runner import execute_notebook
 
 pytestmark = [pytest.mark.kernel, pytest.mark.server]
 
-EXPERIMENT = "kernels"
+EXPERIMENT = f"kernels-{uuid.uuid4().hex[:8]}"  # of this module's own, on the shared server
 CELLS = [
     "%load_ext nbtrack",
     f"%track start --experiment {EXPERIMENT}",
@@ -36,11 +37,11 @@ CELLS = [
 
 #: The last cell of a kernel whose upload stalls: it ends once the stalled upload has made the server
 #: copy (a state to wait for, not a time), so the kernel then always exits mid-upload.
-WAIT_FOR_SERVER_COPY = """
+WAIT_FOR_SERVER_COPY = f"""
 import os, time
 from mlflow.tracking import MlflowClient
 client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-exp = client.get_experiment_by_name("kernels").experiment_id
+exp = client.get_experiment_by_name("{EXPERIMENT}").experiment_id
 deadline = time.monotonic() + 600
 while not client.search_runs([exp], "tags.`nbtrack.upload.pending` != ''"):
     assert time.monotonic() < deadline, "the upload never made the server copy"
@@ -53,7 +54,7 @@ class Setup:
     root: Path
     notebook: Path
     spool: Path
-    server: MlflowServer
+    server: LateServer  # the shared server, reached at a URL of its own
     pending_run: str  # tracked while the server was down: waiting in the spool
 
     @property
@@ -85,16 +86,16 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[Setup]:
     """A project whose spool holds one pending run (tracked while the server was down), and the
-    server, started afterwards on the port that run is bound for."""
+    server, up afterwards at the URL that run is bound for."""
     base = tmp_path_factory.mktemp("kernels")
-    port = free_port()
+    server = LateServer(mlflow_server)
     spool = base / "spool"
     root = make_project(base / "proj", use_dvc=False)
     notebook = write_notebook(root / "train.ipynb", CELLS)
     env = {
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
+        "MLFLOW_TRACKING_URI": server.url,
         "NBTRACK_SPOOL_DIR": str(spool),
         "NBTRACK_TRACKING_TIMEOUT": "2",
     }
@@ -102,11 +103,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     from nbtrack.store.spool import Spool
 
     (pending,) = Spool(next(spool.iterdir()), env["MLFLOW_TRACKING_URI"]).pending()
-    server = MlflowServer(base / "server", port=port)
+    server.up()
     try:
         yield Setup(root, notebook, spool, server, pending.run_id)
     finally:
-        server.stop()
+        server.down()
 
 
 def test_six_kernels_in_a_row_all_track_with_a_pending_run_in_the_spool(setup: Setup, tmp_path: Path) -> None:
@@ -146,11 +147,13 @@ def test_a_kernel_that_exits_while_its_upload_runs_leaves_the_run_pending_until_
     assert half.data.tags["nbtrack.upload.pending"]
     assert MlflowClient(tracking_uri=setup.url).list_artifacts(half.info.run_id) == []
     # and on this machine `nbtrack runs` lists it once, as its pending spool run, saying what to run
-    rows = [r for r in setup.cli("runs") if spool_id in (r["run_id"],) or r["run_id"] == half.info.run_id]
+    listed = setup.cli("runs", "--experiment", EXPERIMENT)
+    rows = [r for r in listed if spool_id in (r["run_id"],) or r["run_id"] == half.info.run_id]
     assert [(r["run_id"], r["pending_upload"]) for r in rows] == [(spool_id, True)]
     assert "pending upload" in rows[0]["upload_note"] and "nbtrack sync" in rows[0]["upload_note"]
     # and on another machine (no spool) the server copy says the same, naming this host
-    elsewhere = [r for r in setup.cli("runs", spool=tmp_path / "other") if r["run_id"] == half.info.run_id]
+    runs_elsewhere = setup.cli("runs", "--experiment", EXPERIMENT, spool=tmp_path / "other")
+    elsewhere = [r for r in runs_elsewhere if r["run_id"] == half.info.run_id]
     assert [r["pending_upload"] for r in elsewhere] == [True]
     assert "run `nbtrack sync` on" in elsewhere[0]["upload_note"]
 
@@ -162,4 +165,4 @@ def test_a_kernel_that_exits_while_its_upload_runs_leaves_the_run_pending_until_
     assert done.info.status == "FINISHED" and "nbtrack.upload.pending" not in done.data.tags
     names = {a.path for a in MlflowClient(tracking_uri=setup.url).list_artifacts(done.info.run_id, "nbtrack")}
     assert {"nbtrack/snapshot.json", "nbtrack/notebook.ipynb"} <= names
-    assert not [r for r in setup.cli("runs") if r["pending_upload"]]
+    assert not [r for r in setup.cli("runs", "--experiment", EXPERIMENT) if r["pending_upload"]]

@@ -8,28 +8,31 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytest
-from conftest import MlflowServer, free_port, git, make_project, write_notebook
+from conftest import LateServer, MlflowServer, free_port, git, make_project, write_notebook
 
 from nbtrack.runner import execute_notebook
 
 pytestmark = [pytest.mark.kernel, pytest.mark.server]
 
 BOUND = 2.0  # NBTRACK_TRACKING_TIMEOUT for these tests, seconds
+OUTAGE = f"outage-{uuid.uuid4().hex[:8]}"  # an experiment of this module's own on the shared server
 
 TWO_RUNS = [
     "%load_ext nbtrack",
     "import time, mlflow",
     # (the first run of a kernel also imports MLflow and creates the spool's store: seconds)
-    "%track start --experiment outage --name first",
+    f"%track start --experiment {OUTAGE} --name first",
     "mlflow.log_metric('loss', 0.5, step=1)\nmlflow.log_metric('loss', 0.25, step=2)\n"
     "mlflow.log_param('lr', '0.1')",
     "%track stop",
-    "t0 = time.monotonic()\n%track start --experiment outage --name second\nstart_s = time.monotonic() - t0",
+    f"t0 = time.monotonic()\n%track start --experiment {OUTAGE} --name second\n"
+    "start_s = time.monotonic() - t0",
     "mlflow.log_metric('acc', 0.9)",
     "t0 = time.monotonic()\n%track stop\nstop_s = time.monotonic() - t0\n"
     "print(f'BOUND start={start_s:.3f} stop={stop_s:.3f}')",
@@ -40,10 +43,16 @@ KILLED_MID_RUN = [
     ("parameters", "server_pid = 0"),
     "import time, mlflow, psutil\n%track start --experiment midrun --name doomed",
     "mlflow.log_metric('before', 1.0)",
-    # the server dies in the middle of the run (SIGKILL, workers first)
-    "server = psutil.Process(server_pid)\n"
-    "for p in server.children(recursive=True) + [server]:\n    p.kill()\n"
-    "psutil.wait_procs([server], timeout=30)",
+    # the server dies in the middle of the run (SIGKILL, workers first). It is the test process's
+    # child, not the kernel's: it stays a zombie (dead, serving nothing) until the test reaps it, so
+    # wait for "zombie or gone" (psutil.wait_procs waited its whole timeout on the zombie: 30 s).
+    "server = psutil.Process(server_pid)\nprocs = server.children(recursive=True) + [server]\n"
+    "for p in procs:\n    p.kill()\n"
+    "def dead(p):\n    try:\n        return p.status() == psutil.STATUS_ZOMBIE\n"
+    "    except psutil.NoSuchProcess:\n        return True\n"
+    "deadline = time.monotonic() + 120\n"
+    "while not all(dead(p) for p in procs):\n"
+    "    assert time.monotonic() < deadline, 'the killed server did not die'\n    time.sleep(0.05)",
     "t0 = time.monotonic()\nmlflow.log_metric('after', 2.0)\nlog_s = time.monotonic() - t0",
     "t0 = time.monotonic()\n%track stop\nstop_s = time.monotonic() - t0\n"
     "print(f'BOUND log={log_s:.3f} stop={stop_s:.3f}')",
@@ -94,10 +103,11 @@ def _project(tmp_path: Path, cells: list[Any]) -> tuple[Path, Path]:
     return root, nb
 
 
-def test_a_dead_server_loses_nothing_and_sync_uploads_each_run_once(tmp_path: Path) -> None:
+def test_a_dead_server_loses_nothing_and_sync_uploads_each_run_once(
+    tmp_path: Path, late_server: LateServer
+) -> None:
     # Given a tracking URI on a loopback port where nothing listens
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = late_server.url
     root, nb = _project(tmp_path, TWO_RUNS)
     # When a real kernel executes a notebook with two tracked runs
     out = tmp_path / "out.ipynb"
@@ -121,46 +131,43 @@ def test_a_dead_server_loses_nothing_and_sync_uploads_each_run_once(tmp_path: Pa
     assert down.returncode == 14 and down.stderr.count("\n") == 1, down.stderr
     assert "unreachable" in down.stderr and "2 run(s) stay pending" in down.stderr
 
-    # When a real mlflow server starts on that port, and uploads crash twice halfway
-    server = MlflowServer(tmp_path / "server", port)
-    try:
-        crashed = _nbtrack(url, "sync", fault="create")
-        assert crashed.returncode == 75, crashed.stderr
-        (half,) = _server_runs(url, "outage")
-        assert half.info.status == "RUNNING"  # created, nothing copied yet
-        assert _nbtrack(url, "sync", fault="artifacts").returncode == 75
-        done = _nbtrack(url, "sync")
-        assert done.returncode == 0, done.stderr
-        assert "2 run(s) uploaded" in done.stdout
+    # When a real mlflow server answers on that port, and uploads crash twice halfway
+    late_server.up()
+    crashed = _nbtrack(url, "sync", fault="create")
+    assert crashed.returncode == 75, crashed.stderr
+    (half,) = _server_runs(url, OUTAGE)
+    assert half.info.status == "RUNNING"  # created, nothing copied yet
+    assert _nbtrack(url, "sync", fault="artifacts").returncode == 75
+    done = _nbtrack(url, "sync")
+    assert done.returncode == 0, done.stderr
+    assert "2 run(s) uploaded" in done.stdout
 
-        # Then each run is there exactly once, complete
-        runs = _server_runs(url, "outage")
-        assert [r.info.run_name for r in runs] == ["first", "second"]
-        first, second = runs
-        assert first.info.status == second.info.status == "FINISHED"
-        assert first.data.tags["nbtrack.spool_run_id"] == spool_ids["first"]
-        from mlflow.tracking import MlflowClient
+    # Then each run is there exactly once, complete
+    runs = _server_runs(url, OUTAGE)
+    assert [r.info.run_name for r in runs] == ["first", "second"]
+    first, second = runs
+    assert first.info.status == second.info.status == "FINISHED"
+    assert first.data.tags["nbtrack.spool_run_id"] == spool_ids["first"]
+    from mlflow.tracking import MlflowClient
 
-        history = MlflowClient(tracking_uri=url).get_metric_history(first.info.run_id, "loss")
-        assert sorted((m.step, m.value) for m in history) == [(1, 0.5), (2, 0.25)]  # no duplicates
-        assert first.data.params["lr"] == "0.1" and second.data.metrics == {"acc": 0.9}
-        assert first.data.tags["mlflow.source.name"] == "train.ipynb"
-        assert {d.dataset.name for d in first.inputs.dataset_inputs} == {"data/churn.csv"}
-        files = _artifacts(url, first.info.run_id)
-        assert {"nbtrack/snapshot.json", "nbtrack/notebook.ipynb", "nbtrack/history.ipynb"} <= files
+    history = MlflowClient(tracking_uri=url).get_metric_history(first.info.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.5), (2, 0.25)]  # no duplicates
+    assert first.data.params["lr"] == "0.1" and second.data.metrics == {"acc": 0.9}
+    assert first.data.tags["mlflow.source.name"] == "train.ipynb"
+    assert {d.dataset.name for d in first.inputs.dataset_inputs} == {"data/churn.csv"}
+    files = _artifacts(url, first.info.run_id)
+    assert {"nbtrack/snapshot.json", "nbtrack/notebook.ipynb", "nbtrack/history.ipynb"} <= files
 
-        # And a second sync changes nothing
-        again = _nbtrack(url, "sync", "--json")
-        assert again.returncode == 0
-        assert json.loads(again.stdout)["uploaded"] == []
-        assert len(_server_runs(url, "outage")) == 2
-        # and the spool id the run card showed still finds the run
-        shown = _nbtrack(url, "show", spool_ids["second"])
-        assert shown.returncode == 0, shown.stderr
-        assert f"uploaded as run {second.info.run_id}" in shown.stderr
-        assert "pending-upload" not in _nbtrack(url, "runs").stdout
-    finally:
-        server.stop()
+    # And a second sync changes nothing
+    again = _nbtrack(url, "sync", "--json")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["uploaded"] == []
+    assert len(_server_runs(url, OUTAGE)) == 2
+    # and the spool id the run card showed still finds the run
+    shown = _nbtrack(url, "show", spool_ids["second"])
+    assert shown.returncode == 0, shown.stderr
+    assert f"uploaded as run {second.info.run_id}" in shown.stderr
+    assert "pending-upload" not in _nbtrack(url, "runs", "--experiment", OUTAGE).stdout
 
 
 def test_a_server_killed_mid_run_loses_nothing(tmp_path: Path) -> None:
