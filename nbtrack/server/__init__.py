@@ -19,14 +19,12 @@ The configuration is built once, when the extension loads; every replay job gets
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import concurrent.futures
 import importlib
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 _SERVICES: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -78,19 +76,6 @@ def start_warming(modules: tuple[str, ...], log: Any) -> concurrent.futures.Futu
     return done
 
 
-def _after(warm: concurrent.futures.Future[float], call: Callable[..., Any]) -> Callable[..., Any]:
-    """``service.call`` that first waits (without blocking the event loop) for the warm-up: two
-    threads importing one package's modules in different orders can trip importlib's deadlock
-    detection, which fails one of the imports."""
-
-    async def call_after_warm(fn: Callable[..., Any], *args: Any) -> Any:
-        if not warm.done():
-            await asyncio.wrap_future(warm)
-        return await call(fn, *args)
-
-    return call_after_warm
-
-
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """Also loadable as ``nbtrack.server`` itself (``jupyter server extension enable nbtrack.server``)."""
     return [{"module": "nbtrack.server"}]
@@ -122,7 +107,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         notary=getattr(serverapp.contents_manager, "notary", None),
         log=serverapp.log,
     )
-    setattr(service, "call", _after(warm, service.call))  # noqa: B010 - an instance's own wrapper
+    service.warm = warm
     web_app = serverapp.web_app
     web_app.settings["nbtrack"] = service
     base_url = web_app.settings.get("base_url", "/")

@@ -9,6 +9,7 @@ the handlers turn them into HTTP replies in one place.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import re
@@ -144,9 +145,15 @@ class NbtrackService:
         self._notary = notary
         # Our own pool: a slow MLflow server must not starve the threads jupyter_server itself uses.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbtrack")
+        #: The extension's background warm-up (:func:`nbtrack.server.start_warming`), when there is one.
+        self.warm: concurrent.futures.Future[float] | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking method in the service's thread pool."""
+        """Run a blocking method in the service's thread pool, once the warm-up's imports are done:
+        two threads importing one package's modules in different orders can trip importlib's
+        deadlock detection, which fails one of the imports. The event loop never waits."""
+        if self.warm is not None and not self.warm.done():
+            await asyncio.wrap_future(self.warm)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 

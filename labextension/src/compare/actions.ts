@@ -7,6 +7,7 @@ import { Dialog, InputDialog, showDialog } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Widget } from '@lumino/widgets';
 
+import { api } from '../api';
 import { h } from '../dom';
 import { Action, compareApi } from './api';
 import { CompareModel } from './model';
@@ -108,7 +109,15 @@ async function editNote(
   rendermime: IRenderMimeRegistry
 ): Promise<Record<string, unknown> | null> {
   const row = [...model.selected.values()][0];
-  const initial = String(row?.values['nbtrack.note_text'] ?? '');
+  // The rows say only whether a run has a note; its text comes with the run's details.
+  let initial = '';
+  if (row) {
+    try {
+      initial = (await api.run(row.run_id, model.query.notebook)).note ?? '';
+    } catch {
+      initial = '';
+    }
+  }
   const area = h('textarea', {
     class: 'nbtrack-cmp-note-text',
     rows: 10,
