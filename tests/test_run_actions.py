@@ -151,6 +151,36 @@ def test_purge_removes_rows_and_artifacts_of_an_archived_run_only(tracked: Track
         _do(tracked, "restore", [tracked.other])
 
 
+def test_purge_never_deletes_outside_the_stores_artifact_folder(tracked: Tracked, tmp_path: Path) -> None:
+    # Given an archived run whose row names a folder outside the store (an edited or copied database)
+    elsewhere = tmp_path / "precious"
+    (elsewhere / "artifacts").mkdir(parents=True)
+    (elsewhere / "artifacts" / "keep.txt").write_text("mine")
+    db_path = tracked.project / ".nbtrack" / "mlflow.db"
+    (was,) = (
+        sqlite3.connect(db_path)
+        .execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (tracked.first,))
+        .fetchone()
+    )
+    _do(tracked, "archive", [tracked.first])
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?",
+            ((elsewhere / "artifacts").as_uri(), tracked.first),
+        )
+    try:
+        # When it is purged, then the purge is refused in one line and the folder is untouched
+        with pytest.raises(ActionRefused, match="outside this store's artifact folder") as refused:
+            _do(tracked, "purge", [tracked.first])
+        assert "\n" not in str(refused.value)
+        assert (elsewhere / "artifacts" / "keep.txt").read_text() == "mine"
+        assert store_client(tracked.project).get_run(tracked.first).info.lifecycle_stage == "deleted"
+    finally:
+        with sqlite3.connect(db_path) as db:
+            db.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (was, tracked.first))
+        _do(tracked, "restore", [tracked.first])
+
+
 # --- a tracking server -------------------------------------------------------------------------------
 def test_on_a_tracking_server_purge_is_refused_and_pending_uploads_take_no_writes(mlflow_server: str) -> None:
     from mlflow.tracking import MlflowClient

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from nbtrack import tags as T
@@ -131,6 +132,24 @@ def check_purgeable(store: MlflowStore, run: RunRecord, stage: str) -> None:
         raise ActionRefused(
             f"run {run.run_id} is not archived; archive it first (`nbtrack archive {run.run_id[:8]}`), "
             "then purge it"
+        )
+    _check_artifacts_inside(store, run)
+
+
+def _check_artifacts_inside(store: MlflowStore, run: RunRecord) -> None:
+    """A purge deletes only under the store's own artifact folder: a run row naming another folder
+    (an edited database, a store copied from elsewhere) is refused, never followed."""
+    if store.artifact_root is None:
+        return
+    try:
+        folder = local_artifacts(run.artifact_uri).resolve()
+    except Unsupported:  # not a local folder: the artifact repository the user configured deletes it
+        return
+    root = Path(store.artifact_root).resolve()
+    if not folder.is_relative_to(root):
+        raise ActionRefused(
+            f"run {run.run_id} keeps its artifacts in {folder}, outside this store's artifact folder "
+            f"{root}; nbtrack deletes only under that folder, so the run stays archived"
         )
 
 
