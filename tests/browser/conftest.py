@@ -181,3 +181,21 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
         finally:
             context.close()
             browser.close()
+
+
+class Clock:
+    """Prints each step's elapsed time since the test began (where a slow browser test spends it)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        now = time.monotonic()
+        print(f"  {now - self.start:6.1f} s  (+{now - self.last:5.1f})  {step}")
+        self.last = now
+
+
+def shot(page: Any, out: Path, name: str) -> None:
+    """A screenshot of the whole page into ``out``, its path printed (run with ``-s`` to see it)."""
+    page.screenshot(path=str(out / f"{name}.png"))
+    print(f"screenshot: {out / name}.png")

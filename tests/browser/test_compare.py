@@ -10,14 +10,13 @@ shows up as a column. Screenshots in light and dark theme.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import git, make_project, write_notebook
 
-from .conftest import Browser, Lab
+from .conftest import Browser, Clock, Lab, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.timeout(600)]
 
@@ -40,21 +39,6 @@ CELLS: list[Any] = [
 VIEW = ".nbtrack-compare"
 ROW = f"{VIEW} tr.nbtrack-cmp-row[data-run-id]"
 PANEL_TAB = '.jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id="nbtrack-panel"]'
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.start = self.last = time.monotonic()
-
-    def __call__(self, step: str) -> None:
-        now = time.monotonic()
-        print(f"  {now - self.start:6.1f} s  (+{now - self.last:5.1f})  {step}")
-        self.last = now
-
-
-def _shot(page: Any, out: Path, name: str) -> None:
-    page.screenshot(path=str(out / f"{name}.png"))
-    print(f"screenshot: {out / name}.png")
 
 
 #: WCAG contrast of each element's text on its effective background (alpha-blended up the tree).
@@ -166,7 +150,7 @@ def _open_from_panel(page: Any) -> None:
     page.wait_for_selector(ROW, timeout=60_000)
 
 
-def _check_table(page: Any, lab: Lab, clock: _Clock) -> list[str]:
+def _check_table(page: Any, lab: Lab, clock: Clock) -> list[str]:
     """Varying columns only, sort by a metric, filter by a param; returns the run ids by acc."""
     _wait_total(page, RUNS)
     everything = lab.api(f"nbtrack/compare?notebook={NOTEBOOK}&columns=all&limit=1")
@@ -235,7 +219,7 @@ def _check_virtual(page: Any) -> None:
     page.set_viewport_size({"width": 1500, "height": 950})
 
 
-def _check_selection(page: Any, out: Path, clock: _Clock) -> None:
+def _check_selection(page: Any, out: Path, clock: Clock) -> None:
     """Select 3 runs (click, shift-click): 3 loss lines, parallel coordinates, 3 figures."""
     page.locator(f'{ROW}[data-index="0"] .nbtrack-cmp-select').click()
     page.locator(f'{ROW}[data-index="2"] .nbtrack-cmp-select').click(modifiers=["Shift"])
@@ -256,14 +240,14 @@ def _check_selection(page: Any, out: Path, clock: _Clock) -> None:
         timeout=60_000,
     )
     clock("gallery: one figure per run")
-    _shot(page, out, "1-compare-light")
+    shot(page, out, "1-compare-light")
     _check_contrast(page, "light")
     page.locator(f"{VIEW} .nbtrack-cmp-gallery").scroll_into_view_if_needed()
-    _shot(page, out, "1-gallery-light")
+    shot(page, out, "1-gallery-light")
     page.eval_on_selector(f"{VIEW} .nbtrack-cmp-selection", "el => { el.scrollTop = 0; }")
 
 
-def _check_bulk_tag(page: Any, clock: _Clock) -> None:
+def _check_bulk_tag(page: Any, clock: Clock) -> None:
     """Select two runs (a click, then the keyboard: arrows move, space selects), tag them."""
     page.click(f"{VIEW} .nbtrack-cmp-clear")
     page.locator(f'{ROW}[data-index="0"] .nbtrack-cmp-select').click()
@@ -287,7 +271,7 @@ def _check_bulk_tag(page: Any, clock: _Clock) -> None:
     clock("bulk tag shown as a column")
 
 
-def _reopen(page: Any, run_id: str, clock: _Clock) -> None:
+def _reopen(page: Any, run_id: str, clock: Clock) -> None:
     """Close the view; open it from the command palette, then from a run card's button."""
     assert page.evaluate("window.jupyterapp.commands.label('nbtrack:open-compare')") == "Compare runs"
     page.evaluate("window.jupyterapp.shell.currentWidget.close()")
@@ -318,7 +302,7 @@ def _reopen(page: Any, run_id: str, clock: _Clock) -> None:
 def test_compare_view(
     tmp_path: Path, lab_factory: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _Clock()
+    clock = Clock()
     out = tmp_path / "screenshots"
     out.mkdir()
     print(f"\nbrowser test output: {tmp_path}")
@@ -360,16 +344,16 @@ def test_compare_view(
             f'{VIEW} .nbtrack-cmp-history .nbtrack-cmp-vega[data-drawn="true"]', timeout=30_000
         )
         page.wait_for_timeout(500)
-        _shot(page, out, "2-compare-dark")
+        shot(page, out, "2-compare-dark")
         _check_contrast(page, "dark")
         page.locator(f"{VIEW} .nbtrack-cmp-gallery").scroll_into_view_if_needed()
-        _shot(page, out, "2-gallery-dark")
+        shot(page, out, "2-gallery-dark")
 
         _reopen(page, by_acc[0], clock)
         errors = [m for m in browser.console if m.startswith("pageerror")]
         assert not errors, errors
     except Exception:
-        _shot(page, out, "failure")
+        shot(page, out, "failure")
         print("\n".join(["--- browser console ---", *browser.console[-60:]]))
         print("--- jupyter lab log ---\n" + lab.log_tail())
         raise

@@ -8,14 +8,13 @@ itself, shows their diff, replays one to REPRODUCED, and opens a recorded notebo
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import git, make_project, write_notebook
 
-from .conftest import Browser, Lab
+from .conftest import Browser, Clock, Lab, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.timeout(420)]
 
@@ -48,25 +47,8 @@ def _run_all(page: Any, expected_rows: int) -> None:
     page.wait_for_function(f"document.querySelectorAll('{ROW}').length >= {expected_rows}", timeout=150_000)
 
 
-class _Clock:
-    """Prints each step's elapsed time (the test's budget is ~2 minutes on 2 cores)."""
-
-    def __init__(self) -> None:
-        self.start = self.last = time.monotonic()
-
-    def __call__(self, step: str) -> None:
-        now = time.monotonic()
-        print(f"  {now - self.start:6.1f} s  (+{now - self.last:5.1f})  {step}")
-        self.last = now
-
-
-def _shot(page: Any, out: Path, name: str) -> None:
-    page.screenshot(path=str(out / f"{name}.png"))
-    print(f"screenshot: {out / name}.png")
-
-
 def test_panel_lists_diffs_replays_and_opens_runs(tmp_path: Path, lab_factory: Any, browser: Browser) -> None:
-    clock = _Clock()
+    clock = Clock()
     out = tmp_path / "screenshots"
     out.mkdir()
     print(f"\nbrowser test output: {tmp_path}")
@@ -118,7 +100,7 @@ def test_panel_lists_diffs_replays_and_opens_runs(tmp_path: Path, lab_factory: A
         ids = page.eval_on_selector_all(ROW, "rows => rows.map(r => r.dataset.runId)")
         assert len(ids) == 2, ids
         second, first = ids
-        _shot(page, out, "1-runs")
+        shot(page, out, "1-runs")
         rows = lab.api(f"nbtrack/runs?notebook={NOTEBOOK}")["runs"]
         by_id = {r["run_id"]: r for r in rows}
         assert by_id[first]["params"].get("alpha") == "1", by_id[first]
@@ -132,7 +114,7 @@ def test_panel_lists_diffs_replays_and_opens_runs(tmp_path: Path, lab_factory: A
         metric = page.wait_for_selector('.nbtrack-diff .nbtrack-diff-metric[data-name="score"]')
         assert "+5" in metric.inner_text(), metric.inner_text()  # 3 * 2.5 - 1 * 2.5
         assert page.query_selector('.nbtrack-diff-metric[data-name="rows"]') is None  # same data
-        _shot(page, out, "2-diff")
+        shot(page, out, "2-diff")
         clock("diff shown")
 
         # When one run is selected and replayed, progress shows, then the verdict
@@ -154,7 +136,7 @@ def test_panel_lists_diffs_replays_and_opens_runs(tmp_path: Path, lab_factory: A
         print(f"replay progress seen: {sorted(set(progress))}")
         assert progress, "the replay showed no progress before its verdict"
         clock("replay verdict")
-        _shot(page, out, "3-verdict")
+        shot(page, out, "3-verdict")
         assert verdict.inner_text().strip() == "REPRODUCED", page.inner_text(".nbtrack-details")
 
         # The second run carries the editor's live content (sent over the comm before its cells ran)
@@ -183,10 +165,10 @@ def test_panel_lists_diffs_replays_and_opens_runs(tmp_path: Path, lab_factory: A
         assert opened["writable"] is False
         assert "alpha = 3" in opened["sources"], opened["sources"]
         clock("recorded notebook open")
-        _shot(page, out, "4-recorded-notebook")
+        shot(page, out, "4-recorded-notebook")
         assert _user_files(root) == before
     except Exception:
-        _shot(page, out, "failure")
+        shot(page, out, "failure")
         print("\n".join(["--- browser console ---", *browser.console[-60:]]))
         print("--- jupyter lab log ---\n" + lab.log_tail())
         raise
