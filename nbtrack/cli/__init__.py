@@ -10,11 +10,12 @@ user error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from nbtrack.cli.parser import build_parser
+from nbtrack.cli.parser import VERB_MODULES, build_parser
 from nbtrack.errors import NbtrackError
 
 if TYPE_CHECKING:
@@ -24,20 +25,21 @@ __all__ = ["main"]
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace, Runs], int]]:
-    from nbtrack.cli.acting import cmd_act
     from nbtrack.cli.demo import cmd_demo
     from nbtrack.cli.reading import cmd_diff, cmd_runs, cmd_show, cmd_sync
     from nbtrack.cli.replaying import cmd_replay
 
-    return {
+    commands: dict[str, Callable[[argparse.Namespace, Runs], int]] = {
         "runs": cmd_runs,
         "show": cmd_show,
         "diff": cmd_diff,
         "replay": cmd_replay,
         "sync": cmd_sync,
         "demo": cmd_demo,
-        **dict.fromkeys(("rename", "note", "tag", "archive", "restore", "purge"), cmd_act),
     }
+    for module in VERB_MODULES:
+        commands.update(importlib.import_module(module).COMMANDS)
+    return commands
 
 
 def _run(args: argparse.Namespace) -> int:

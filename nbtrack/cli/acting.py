@@ -100,3 +100,7 @@ def add_parsers(sub: Any, run_help: str) -> None:
     )
     purge.add_argument("runs", nargs="+", metavar="RUN", help=run_help)
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+#: The verbs this module answers (:mod:`nbtrack.cli` dispatches on them).
+COMMANDS = dict.fromkeys(tuple(_DONE), cmd_act)

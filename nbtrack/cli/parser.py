@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -10,6 +11,8 @@ from typing import Any, NoReturn
 from nbtrack import __version__
 from nbtrack.errors import UsageError
 
+#: Modules with ``add_parsers(sub, run_help)`` and ``COMMANDS`` (verb -> ``cmd(args, runs) -> int``).
+VERB_MODULES = ("nbtrack.cli.acting", "nbtrack.cli.running", "nbtrack.cli.sweeping", "nbtrack.cli.provenance")
 RUN_ID_HELP = "a run id, or its first 6+ characters as `nbtrack runs` lists them"
 
 
@@ -39,9 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading(sub)
     _add_replay(sub)
     _add_sync_and_demo(sub)
-    from nbtrack.cli.acting import add_parsers  # (the run actions' verbs live beside their command)
-
-    add_parsers(sub, RUN_ID_HELP)
+    for module in VERB_MODULES:  # (these verbs' command lines live beside their command)
+        importlib.import_module(module).add_parsers(sub, RUN_ID_HELP)
     for command in sub.choices.values():
         # Also accepted after the command (`nbtrack replay RUN --project DIR`), where they win.
         command.add_argument("--tracking-uri", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -136,6 +138,9 @@ def _add_replay(sub: Any) -> None:
     )
     _add_replay_checks(rp)
     _add_replay_batch(rp)
+    from nbtrack.cli.pushing import add_push_option  # (its own module and owner)
+
+    add_push_option(rp)
 
 
 def _add_replay_checks(rp: argparse.ArgumentParser) -> None:

@@ -200,6 +200,9 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
     from nbtrack.replay.reports import format_result, write_reports
 
     write_reports(results, junit=args.junit, html=args.html)
+    from nbtrack.cli.pushing import push_if_asked  # (`--pushgateway`: its own module and owner)
+
+    push_if_asked(args, results)
     if args.json:
         print(json.dumps(results if args.experiment else results[0], indent=1, default=str))
     else:

@@ -251,8 +251,8 @@ def route_table(base_url: str) -> list[tuple[str, type[NbtrackHandler]]]:
         ("diff", DiffHandler),
         (r"jobs/(?P<job_id>[^/]+)", JobHandler),
     ]
-    # The compare view's and the run actions' routes live beside this module (one owner each).
-    from nbtrack.server import action_handlers, compare_handlers
+    # The compare view's, run actions' and headless runs' routes live beside this module (one owner each).
+    from nbtrack.server import action_handlers, compare_handlers, run_handlers
 
-    routes += compare_handlers.routes() + action_handlers.routes()
+    routes += compare_handlers.routes() + action_handlers.routes() + run_handlers.routes()
     return [(url_path_join(base_url, "nbtrack", pattern), handler) for pattern, handler in routes]
