@@ -194,6 +194,49 @@ def test_a_lock_released_within_the_wait_is_waited_for(
     assert names == ["first", "second"]
 
 
+# --- a writer killed mid-transaction ---------------------------------------------------------------
+KILLED_WRITER = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA cache_size = 1")  # spill the changes into the file: the journal becomes hot
+con.execute("BEGIN IMMEDIATE")
+con.execute("UPDATE runs SET name = 'half-written'")
+for i in range(3000):
+    row = (f"k{i}", "x" * 500)
+    con.execute("INSERT INTO tags (key, value, run_uuid) SELECT ?, ?, run_uuid FROM runs", row)
+print("writing", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_store_whose_writer_was_killed_mid_write_is_rolled_back_not_called_read_only(
+    project: Path, shell: Any
+) -> None:
+    # Given a process killed in the middle of a write transaction on the store (a kernel killed at
+    # shutdown while it logged): its hot journal is left beside the file
+    db = db_of(project)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    writer.kill()
+    writer.wait(60)
+    assert Path(f"{db}-journal").stat().st_size > 0  # (the fault is real)
+    # When the CLI lists the runs (a read-only probe cannot roll a hot journal back)
+    runs = nbtrack(project, "runs", "--json")
+    # Then it reads the store as it was before the interrupted write, instead of calling a writable
+    # folder read-only
+    assert runs.returncode == 0, runs.stderr
+    assert [r["name"] for r in json.loads(runs.stdout)] == ["first"]
+    # And the store takes new runs
+    shell.run_line_magic("track", "start --experiment faults --name second --notebook nb.ipynb")
+    shell.run_line_magic("track", "stop")
+    assert sorted(r["name"] for r in json.loads(nbtrack(project, "runs", "--json").stdout)) == [
+        "first",
+        "second",
+    ]
+
+
 # --- a read-only project --------------------------------------------------------------------------
 @contextlib.contextmanager
 def read_only(folder: Path) -> Iterator[None]:

@@ -263,8 +263,11 @@ def read_only_error(db: Path, exc: BaseException | str) -> StoreReadOnlyError:
     folder = db.parent
     while not folder.exists() and folder.parent != folder:  # a store to be created: where it cannot be
         folder = folder.parent
+    # Name what is read-only: the folder, else the file itself (a folder that is writable is not
+    # called read-only; SQLite needs both, for its journal beside the file).
+    what = db if _writable(folder) and db.exists() and not _writable(db) else folder
     return StoreReadOnlyError(
-        f"store {db} cannot be written ({reason}): {folder} is read-only; make it writable "
+        f"store {db} cannot be written ({reason}): {what} is read-only; make it writable "
         "(chmod u+w, or mount it read-write) or point NBTRACK_STORE_DIR at a writable folder"
     )
 
@@ -355,10 +358,34 @@ def check_store(db: Path, *, write: bool = False, timeout: float | None = None) 
     if not db.is_file():
         return
     wait = lock_timeout() if timeout is None else timeout
+    exc = _probe(db, write=write, wait=wait)
+    if exc is not None and not write and _needs_recovery(exc) and _writable(db.parent) and _writable(db):
+        # A writer was killed mid-transaction (its hot journal is beside the file) or the WAL needs
+        # recovery: a read-only connection cannot roll it back (SQLITE_READONLY_ROLLBACK/RECOVERY,
+        # "attempt to write a readonly database"). A read-write one does, as SQLite's recovery
+        # always does: committed data is kept, the interrupted transaction undone.
+        log.info("store %s: rolling back an interrupted write", db)
+        exc = _probe(db, write=False, wait=wait, mode="rw")
+    if exc is None:
+        return
+    problem = sqlite_problem(db, exc)
+    if isinstance(problem, StoreLockedError):
+        problem = locked_error(db, wait)
+    if problem is not None:
+        raise problem from None
+    log.debug("checking %s: %s", db, exc)
+
+
+def _needs_recovery(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY_ROLLBACK", "SQLITE_READONLY_RECOVERY")
+
+
+def _probe(db: Path, *, write: bool, wait: float, mode: str | None = None) -> sqlite3.Error | None:
+    """Open ``db`` and take the lock a read (or ``write``) needs; the SQLite error, None when fine."""
     try:
         # mode=rw still opens a write-protected file (read-only): BEGIN IMMEDIATE then says so.
         con = sqlite3.connect(
-            f"file:{quote(str(db.absolute()))}?mode={'rw' if write else 'ro'}",
+            f"file:{quote(str(db.absolute()))}?mode={mode or ('rw' if write else 'ro')}",
             uri=True,
             timeout=wait,
             isolation_level=None,
@@ -373,11 +400,7 @@ def check_store(db: Path, *, write: bool = False, timeout: float | None = None) 
             con.execute("PRAGMA schema_version").fetchone()
         con.execute("ROLLBACK")
     except sqlite3.Error as exc:
-        problem = sqlite_problem(db, exc)
-        if isinstance(problem, StoreLockedError):
-            problem = locked_error(db, wait)
-        if problem is not None:
-            raise problem from None
-        log.debug("checking %s: %s", db, exc)
+        return exc
     finally:
         con.close()
+    return None
