@@ -60,14 +60,15 @@ def _run(client: Any, exp: str, name: str, start: int, tags: dict[str, str], sta
     return str(run.info.run_id)
 
 
-def _write(root: Path) -> Store:
-    """Runs of three experiments, written the way nbtrack and a user's MLflow calls write them."""
+def _write(root: Path, server: str | None = None, prefix: str = "") -> Store:
+    """Runs of three experiments, written the way nbtrack and a user's MLflow calls write them
+    (into the embedded store of ``root``, or the tracking ``server``; experiment names prefixed)."""
     from mlflow.entities import Metric, Param
 
-    uri, folder = embedded_uri(root)
-    writer = MlflowStore(uri, artifact_root=folder / "artifacts")
+    uri, folder = (server, root) if server else embedded_uri(root)
+    writer = MlflowStore(uri, artifact_root=None if server else folder / "artifacts")
     client = writer.client
-    exps = {name: writer.experiment_id(name) for name in ("churn", "retired", "other")}
+    exps = {name: writer.experiment_id(prefix + name) for name in ("churn", "retired", "other")}
     t0 = int(time.time() * 1000) - 3_600_000
     ids: dict[str, str] = {}
     for i in range(7):  # churn: nbtrack runs over two notebooks, newest last

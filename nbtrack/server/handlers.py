@@ -153,7 +153,7 @@ class InfoHandler(NbtrackHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(await self.service.call(self.service.info, self.arg("notebook")))
+        self.reply(await self.service.call(self.service.info, self.arg("notebook"), after_warm=False))
 
 
 class RunsHandler(NbtrackHandler):
@@ -169,6 +169,7 @@ class RunsHandler(NbtrackHandler):
             self.arg("experiment"),
             limit,
             self.arg("page_token"),
+            after_warm=False,
         )
         self.reply(page)
 

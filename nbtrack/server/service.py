@@ -148,11 +148,16 @@ class NbtrackService:
         #: The extension's background warm-up (:func:`nbtrack.server.start_warming`), when there is one.
         self.warm: concurrent.futures.Future[float] | None = None
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any, after_warm: bool = True) -> T:
         """Run a blocking method in the service's thread pool, once the warm-up's imports are done:
         two threads importing one package's modules in different orders can trip importlib's
-        deadlock detection, which fails one of the imports. The event loop never waits."""
-        if self.warm is not None and not self.warm.done():
+        deadlock detection, which fails one of the imports. The event loop never waits.
+
+        ``after_warm=False``: a method that imports nothing the warm-up does (the panel's first
+        look: ``info`` and ``list_runs`` read SQLite or a server's REST API) runs at once; should it
+        fall back on MLflow, the store waits for the warm-up there (``store.reading.BEFORE_MLFLOW``).
+        """
+        if after_warm and self.warm is not None and not self.warm.done():
             await asyncio.wrap_future(self.warm)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))

@@ -17,12 +17,19 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from nbtrack.errors import ConfigError, NbtrackError, RunNotFoundError, SnapshotError, StoreError
 from nbtrack.models import RunRecord, Snapshot
 from nbtrack.redact import strip_url_credentials
+from nbtrack.store.local_artifacts import UPLOADING_PREFIX, local_artifacts, local_listing, walk
+from nbtrack.store.read_rest import RestReader
 from nbtrack.store.read_sqlite import Filter, ReadMiss, SqliteReader, Unsupported
+
+# (UPLOADING_PREFIX, local_artifacts, local_listing, walk: re-exported, the store's modules import them here)
+__all__ = [
+    "ARTIFACT_DIR", "BEFORE_MLFLOW", "SCHEMA_TAG", "UPLOADING_PREFIX", "StoreReads", "before_mlflow",
+    "local_artifacts", "local_listing", "store_error", "to_record", "translate_errors", "walk",
+]  # fmt: skip
 
 log = logging.getLogger("nbtrack.store")
 
@@ -31,7 +38,10 @@ ARTIFACT_DIR = "nbtrack"
 #: The tag every run nbtrack tracked carries (what a listing selects).
 SCHEMA_TAG = "nbtrack.schema_version"
 #: Files MLflow's local artifact repository is still writing (it hides them from listings).
-UPLOADING_PREFIX = ".artifact.uploading."
+#: Waits run before this process's MLflow calls through the store. The server extension adds its
+#: warm-up's: a request read over REST needs no MLflow and does not wait, but one that falls back on
+#: MLflow must not import it while the warm-up thread does (importlib's deadlock detection).
+BEFORE_MLFLOW: list[Callable[[], object]] = []
 _KNOWN_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks"}
 
 
@@ -62,6 +72,7 @@ def translate_errors(what: str, db: Path | None = None) -> Iterator[None]:
         Traceback (most recent call last):
         RunNotFoundError: run 0f3c: Run with id=0f3c not found; list runs with `nbtrack runs`
     """
+    before_mlflow()
     from mlflow.exceptions import MlflowException  # heavy; only once MLflow is asked
 
     from nbtrack.redact import redact_text
@@ -90,6 +101,12 @@ def translate_errors(what: str, db: Path | None = None) -> Iterator[None]:
         raise problem from exc
 
 
+def before_mlflow() -> None:
+    """Wait for what must happen before MLflow is used here (:data:`BEFORE_MLFLOW`)."""
+    for wait in BEFORE_MLFLOW:
+        wait()
+
+
 def to_record(run: Any) -> RunRecord:
     """An MLflow ``Run`` as nbtrack's :class:`RunRecord` (the boundary: no MLflow object leaves).
 
@@ -112,55 +129,6 @@ def to_record(run: Any) -> RunRecord:
         metrics=dict(data.metrics),
         last_metric_ms=max((int(m.timestamp) for m in metric_objs), default=None),
     )
-
-
-def local_artifacts(uri: str) -> Path:
-    """The folder of a run's artifact URI when MLflow would read it as local files (a ``file:`` URI
-    or an absolute path); :class:`Unsupported` for any other (a server's, a relative path).
-
-    Example:
-        >>> local_artifacts("file:///work/p/.nbtrack/artifacts/1/0f3c/artifacts")
-        PosixPath('/work/p/.nbtrack/artifacts/1/0f3c/artifacts')
-    """
-    parts = urlsplit(uri)
-    if uri.startswith("file:") and parts.netloc in ("", "localhost") and not parts.query:
-        return Path(unquote(parts.path))
-    if uri.startswith("/") and "://" not in uri:
-        return Path(uri)
-    raise Unsupported(f"artifact URI {strip_url_credentials(uri)!r}")
-
-
-def local_listing(root: Path, folder: str | None) -> list[tuple[str, bool]]:
-    """(path, is_dir) of a local artifact folder's entries, as MLflow lists them: sorted by path,
-    files still being uploaded left out.
-
-    Example:
-        >>> local_listing(Path("/work/p/.nbtrack/artifacts/1/0f3c/artifacts"), "nbtrack")  # doctest: +SKIP
-        [('nbtrack/git.diff', False), ('nbtrack/snapshot.json', False)]
-    """
-    where = root / folder if folder else root
-    if not where.is_dir():
-        return []
-    names = [n for n in os.listdir(where) if not n.startswith(UPLOADING_PREFIX)]
-    entries = [(f"{folder}/{n}" if folder else n, (where / n).is_dir()) for n in names]
-    return sorted(entries)
-
-
-def walk(listing: Callable[[str | None], list[tuple[str, bool]]], limit: int) -> list[str]:
-    """The files below an artifact root, breadth-first (at most ``limit``), sorted; ``listing`` gives
-    (path, is_dir) of a folder's entries (None: the root).
-
-    Example:
-        >>> tree = {None: [("a", True), ("z.txt", False)], "a": [("a/b.txt", False)]}
-        >>> walk(lambda folder: tree[folder], 10)
-        ['a/b.txt', 'z.txt']
-    """
-    found: list[str] = []
-    folders: list[str | None] = [None]
-    while folders and len(found) < limit:
-        for path, is_dir in listing(folders.pop(0)):
-            (folders if is_dir else found).append(path)
-    return sorted(found[:limit])
 
 
 class StoreReads:
@@ -188,6 +156,8 @@ class StoreReads:
         self.spool: Any = None
         #: Reads an embedded store's tables without MLflow (None: every read asks MLflow's client).
         self.reader: SqliteReader | None = SqliteReader.for_uri(uri)
+        #: Reads a tracking server's runs over its REST API without MLflow (None: not a server).
+        self.rest: RestReader | None = RestReader.for_uri(uri, timeout)
 
     @property
     def display_uri(self) -> str:
@@ -215,6 +185,7 @@ class StoreReads:
     @property
     def client(self) -> Any:
         if self._client is None:
+            before_mlflow()
             from nbtrack.store.sqlite import open_client
 
             # A SQLite store is created and migrated under a file lock (kernels starting together).
@@ -224,10 +195,11 @@ class StoreReads:
     def _fast_run(self, run_id: str, what: str) -> RunRecord | None:
         """The run read by the fast path; None when MLflow must be asked. An unknown id raises the
         error MLflow's answer would (``what`` names the call, as :meth:`_guard` does)."""
-        if self.reader is None:
+        reader = self.reader or self.rest
+        if reader is None:
             return None
         try:
-            return self.reader.get_run(run_id)
+            return reader.get_run(run_id)
         except ReadMiss as miss:
             raise store_error(what, str(miss), miss.error_code) from None
         except Unsupported as why:
@@ -278,6 +250,7 @@ class StoreReads:
         return self._download(run_id, name)
 
     def _download(self, run_id: str, name: str) -> bytes | None:
+        before_mlflow()
         from mlflow.artifacts import download_artifacts
 
         # MLflow draws a progress bar per download; reading one small file (CLI, server) needs none.
@@ -356,9 +329,10 @@ class StoreReads:
         token: str | None = None,
     ) -> tuple[list[RunRecord], str | None]:
         """One page of active runs matching ``filters``: the fast path, else MLflow's search."""
-        if self.reader is not None:
+        reader = self.reader or self.rest
+        if reader is not None:
             try:
-                return self.reader.search_runs(
+                return reader.search_runs(
                     filters,
                     max_results,
                     experiment=experiment,
@@ -367,6 +341,7 @@ class StoreReads:
                 )
             except Unsupported as why:
                 log.debug("searching runs through MLflow: %s", why)
+        before_mlflow()
         from mlflow.entities import ViewType
 
         with self._guard("searching runs"):

@@ -133,6 +133,9 @@ class Spool:
             with contextlib.suppress(Unsupported):
                 runs, _ = reader.search_runs([one or Filter("tag", SYNC_STATE, "IN", states)], max_results)
                 return runs
+        from nbtrack.store.reading import before_mlflow
+
+        before_mlflow()
         from mlflow.entities import ViewType
 
         from nbtrack.store.mlflow_store import to_record

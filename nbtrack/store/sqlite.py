@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from nbtrack.errors import StoreDamagedError, StoreError, StoreLockedError, StoreReadOnlyError
+from nbtrack.store.sqlite_damage import damage
 
 T = TypeVar("T")
 log = logging.getLogger("nbtrack.store")
@@ -54,7 +55,6 @@ LOCKED_FIRST_DELAY = 0.2
 LOCK_TIMEOUT_ENV = "NBTRACK_STORE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 20.0
 #: The first 16 bytes of every SQLite 3 database file.
-_MAGIC = b"SQLite format 3\x00"
 #: The byte range SQLite's POSIX locks cover (its pending, reserved and shared bytes).
 _LOCK_BYTES = range(0x40000000, 0x40000000 + 512)
 
@@ -206,47 +206,6 @@ def lock_timeout() -> float:
     except ValueError:
         return DEFAULT_LOCK_TIMEOUT
     return value if value >= 0 and value == value else DEFAULT_LOCK_TIMEOUT  # (value == value: not NaN)
-
-
-def damage(db: Path) -> str | None:
-    """Why the database file is not a SQLite database SQLite could read whole, else None (also for a
-    missing or empty file: MLflow creates those). Reads the 100-byte header only.
-
-    Example:
-        >>> damage(Path("/nonexistent.db")) is None
-        True
-    """
-    try:
-        size = db.stat().st_size
-        if size == 0:
-            return None
-        with open(db, "rb") as f:
-            header = f.read(100)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"cannot read it: {exc.strerror or exc}"
-    if not header.startswith(_MAGIC):
-        return "file is not a database"
-    if len(header) < 100:
-        return f"file is truncated ({size} bytes)"
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    # The header's page count is valid when its change counter matches "version-valid-for"; a hot
-    # journal (a crash mid-write) may legitimately leave the file shorter: SQLite rolls it back.
-    valid = header[24:28] == header[92:96]
-    journal = any(_nonempty(db.with_name(db.name + suffix)) for suffix in ("-journal", "-wal"))
-    if valid and not journal and pages * page_size > size:
-        return f"file is truncated: {size} of {pages * page_size} bytes"
-    return None
-
-
-def _nonempty(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
 
 
 def damaged_error(db: Path, reason: str) -> StoreDamagedError:
