@@ -41,6 +41,9 @@ KERNEL_RUN_INDEX = "nbtrack.kernel_run_index"
 FAILURE = "nbtrack.failure"
 #: On a run the notebook's own MLflow code started inside a tracked run: the tracked run's id.
 TRACKED_RUN = "nbtrack.tracked_run"
+#: Seconds the capture providers took for a run, start and end sections summed (a float as text):
+#: the server's Prometheus histogram of nbtrack's own overhead reads it.
+CAPTURE_SECONDS = "nbtrack.capture.seconds"
 
 # --- replays ----------------------------------------------------------------------------------------
 REPLAY_OF = "nbtrack.replay_of"

@@ -10,22 +10,35 @@ PY=${PYTHON:-python3}
 VENV=${NBTRACK_VENV:-.venv}
 step() { printf '\n== %s\n' "$*"; }
 
-step "system packages: chromium (for tests/browser), postgresql (for tests/test_team.py), node"
+step "system packages: chromium (for tests/browser), postgresql (for tests/test_team.py), node, prometheus-pushgateway"
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Debian's server binaries live in /usr/lib/postgresql/<version>/bin, not on the PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+[ -x /usr/bin/prometheus-pushgateway ] || need+=(prometheus-pushgateway)  # tests/test_metrics.py starts its own
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   # The tests start their own PostgreSQL cluster: Debian's default one is not created (nor started).
   $SUDO mkdir -p /etc/postgresql-common/createcluster.d
   echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/nbtrack.conf >/dev/null
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Nor may any package start its service on install (the pushgateway's): Debian's maintainer
+  # scripts ask /usr/sbin/policy-rc.d, and 101 means "not allowed". Only while installing, and only
+  # when the machine has no policy of its own.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
+    policy=1
+  fi
+  installed=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || installed=$?
+  [ -z "$policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+  [ "$installed" = 0 ]
 fi
 chromium --version
 "$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -n 1)" --version
+/usr/bin/prometheus-pushgateway --version 2>&1 | sed -n 1p
 
 step "virtualenv $VENV"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

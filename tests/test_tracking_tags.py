@@ -29,6 +29,7 @@ RUN_TAGS = {
     # who owns the run, immune to wall-clock jumps (orphan detection reads them on every listing)
     tags.OWNER_START_TICKS,
     tags.OWNER_BOOT_ID,
+    tags.CAPTURE_SECONDS,  # nbtrack's own capture time, for the server's metrics (issue 15)
 }
 
 

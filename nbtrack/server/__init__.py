@@ -108,6 +108,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         log=serverapp.log,
     )
     service.warm = warm
+    from nbtrack.store.reading import BEFORE_MLFLOW
+
+    BEFORE_MLFLOW[:] = [warm.result]  # a request that falls back on MLflow waits for the warm-up
     web_app = serverapp.web_app
     web_app.settings["nbtrack"] = service
     base_url = web_app.settings.get("base_url", "/")
@@ -116,4 +119,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         atexit.register(_stop_replays_at_exit)
         _SERVICES_AT_EXIT.append(True)
     _SERVICES.add(service)
+    from nbtrack.server.metrics import register
+
+    # Prometheus: nbtrack's series in jupyter_server's own /metrics; read at scrape time, not now.
+    register(serverapp.root_dir, config, serverapp.log)
     serverapp.log.info("nbtrack: API at %snbtrack/ (replays: %d at once)", base_url, config.max_replays)

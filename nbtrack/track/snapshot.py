@@ -153,7 +153,8 @@ def replay_tags() -> dict[str, str]:
 
 
 def end_tags(sections: dict[str, Section]) -> dict[str, str]:
-    """The nbtrack tags known at stop: the data's state and whether cells ran out of order.
+    """The nbtrack tags known at stop: the data's state, whether cells ran out of order, and how long
+    the capture took.
 
     Example:
         >>> end_tags({})
@@ -163,6 +164,8 @@ def end_tags(sections: dict[str, Section]) -> dict[str, str]:
     nb = sections.get("notebook")
     if nb is not None and nb.status == "ok" and nb.data.get("out_of_order") is not None:
         found[tags.OUT_OF_ORDER] = str(nb.data["out_of_order"]).lower()
+    if sections:  # nbtrack's own cost, for the server's metrics (each section times its provider)
+        found[tags.CAPTURE_SECONDS] = f"{sum(s.duration_ms for s in sections.values()) / 1000:.3f}"
     return found
 
 
