@@ -221,7 +221,9 @@ export class ApiError extends Error {
   constructor(
     message: string,
     readonly status: number,
-    readonly family = ''
+    readonly family = '',
+    /** The error body's other fields, e.g. `parameter`: the clone form's field at fault. */
+    readonly detail: Record<string, unknown> = {}
   ) {
     super(message);
     this.name = 'ApiError';
@@ -278,7 +280,7 @@ export async function requestAPI<T>(
     const message =
       error.message ||
       `${init.method ?? 'GET'} /nbtrack/${endpoint} failed: ${response.status} ${response.statusText}`;
-    throw new ApiError(message, response.status, error.error ?? '');
+    throw new ApiError(message, response.status, error.error ?? '', error as Record<string, unknown>);
   }
   if (body === null) {
     throw new ApiError(
@@ -287,6 +289,34 @@ export async function requestAPI<T>(
     );
   }
   return body as T;
+}
+
+/** One field of the clone form: a parameter of the notebook's `parameters` cell. */
+export interface IParameterField {
+  name: string;
+  type?: string;
+  /** The input: a number (int, float), a checkbox (bool), text (str), or a Python literal (any). */
+  input: 'int' | 'float' | 'bool' | 'str' | 'any';
+  default: unknown;
+  /** The value to prefill: the run's recorded one, else the default. */
+  value: unknown;
+  help?: string;
+}
+
+/** `GET parameters`: the clone form, or why there is none. */
+export interface IParameterForm {
+  notebook: string | null;
+  run_id: string | null;
+  parameters: IParameterField[];
+  why: string | null;
+}
+
+/** A clone job's result: the new run. */
+export interface ICloneResult {
+  run_id: string | null;
+  status: string;
+  error: string | null;
+  source: string;
 }
 
 /** The endpoints, typed. */
@@ -309,6 +339,16 @@ export const api = {
       `runs/${runId}/replay`,
       { notebook },
       { method: 'POST', body: JSON.stringify(body) }
+    );
+  },
+  parameters(notebook: string | null, runId?: string | null): Promise<IParameterForm> {
+    return requestAPI<IParameterForm>('parameters', { notebook, run: runId });
+  },
+  clone(runId: string, parameters: Record<string, unknown>, notebook?: string | null): Promise<IJob> {
+    return requestAPI<IJob>(
+      `runs/${runId}/clone`,
+      { notebook },
+      { method: 'POST', body: JSON.stringify({ parameters }) }
     );
   },
   job(jobId: string): Promise<IJob> {

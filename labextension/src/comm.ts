@@ -90,6 +90,24 @@ class KernelBridge implements IDisposable {
     this._sendLive(cell.model.id);
   }
 
+  /**
+   * Send the editor's content now, as of `marker` (no cell id of the notebook: a caller that then
+   * waits in the kernel for content covering `marker` knows it has this one). Without `pending`, the
+   * kernel orders it by when it arrives: after the cells that ran, so a run ending next records it.
+   */
+  sendFinal(marker: string): void {
+    const comm = this._comm;
+    if (!comm || comm.isDisposed) {
+      return;
+    }
+    this._send({
+      type: 'live',
+      path: this.context.path,
+      cell_id: marker,
+      notebook: this.context.model.toJSON() as unknown as JSONObject
+    });
+  }
+
   dispose(): void {
     if (this._disposed) {
       return;
@@ -363,6 +381,11 @@ export class BridgeManager implements IDisposable {
       bridge.dispose();
       this._bridges.delete(context);
     });
+  }
+
+  /** Send a notebook's editor content to its kernel now (see `KernelBridge.sendFinal`). */
+  sendFinalLive(context: NotebookContext, marker: string): void {
+    this._bridges.get(context)?.sendFinal(marker);
   }
 
   notifyRunFinished(args: IRunFinished): void {

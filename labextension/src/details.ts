@@ -10,6 +10,7 @@ import { IRunDetail } from './api';
 import { h, section } from './dom';
 import { IRemote, RunsModel } from './model';
 import { copyable } from './browse';
+import { renderClone } from './clone';
 import { keyValues, renderBadges, renderData } from './views';
 
 export interface IDetailsContext {
@@ -42,6 +43,7 @@ export function renderDetails(
     renderActions(run, ctx),
     error ? h('div', { class: 'nbtrack-error nbtrack-action-error', role: 'alert' }, error) : '',
     replayNode,
+    run.pending_upload ? '' : renderClone(run.run_id, ctx.model),
     renderNote(run, ctx),
     section('nbtrack-params', 'Parameters', keyValues(run.params), 'none'),
     section('nbtrack-metrics', 'Metrics', keyValues(run.metrics), 'none'),

@@ -22,6 +22,7 @@ import { nbtrackIcon } from './icon';
 import { RunsModel } from './model';
 import { NotebookDiffView } from './nbdiff';
 import { NbtrackPanel, PANEL_ID } from './panel';
+import { addRunAllTracked } from './runall';
 
 const PLUGIN_ID = 'nbtrack:panel';
 
@@ -181,6 +182,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Diff the Notebooks of Two nbtrack Runs',
       execute: args => openNotebookDiff(String(args.a ?? ''), String(args.b ?? ''))
     });
+    addRunAllTracked(app, tracker, bridges, resolvePath, palette);
     palette?.addItem({ command: CommandIDs.show, category: 'nbtrack' });
     palette?.addItem({ command: CommandIDs.refresh, category: 'nbtrack' });
   }
