@@ -14,6 +14,8 @@
     │   └── RunNotFoundError          exit 15  no run with that id
     ├── SnapshotError                 exit 16  a run's snapshot or artifacts are missing, damaged,
     │                                          or of an unknown schema version
+    ├── NoProvenanceError             exit 19  no recorded run produced a model, run artifact or
+    │                                          file (`nbtrack provenance`, `nbtrack replay models:/`)
     ├── CannotReplay                  exit 3   a run cannot be replayed (run, data, code or
     │                                          environment missing); replay's verdicts are 0-2
     └── UsageError                    exit 64  wrong arguments or a call at the wrong moment
@@ -78,6 +80,13 @@ class SnapshotError(NbtrackError):
     version."""
 
     exit_code = 16
+
+
+class NoProvenanceError(NbtrackError):
+    """Nothing the store recorded produced the target: no such model version or alias, or no run's
+    artifacts, logged models or produced DVC outputs hold a file with that hash."""
+
+    exit_code = 19
 
 
 class CannotReplay(NbtrackError):

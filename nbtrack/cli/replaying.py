@@ -174,12 +174,25 @@ def cmd_replay(args: argparse.Namespace, runs: Runs) -> int:
     target = locate(args, runs, missing_ok=True)
     if target.store is None:
         return _report(args, [_cannot(args.run_id, f"no nbtrack store in {target.project}")])
+    from nbtrack.runs.lineage import is_model_target, resolve_target
+
+    model = None  # models:/NAME@ALIAS, runs:/ID/PATH: the run that made it; its model is compared too
     try:
-        run_id = runs.on_server(target, resolve(runs, target, args.run_id), "replay").run_id
+        if is_model_target(args.run_id):
+            lineage = resolve_target(runs, target, args.run_id)  # (none: NoProvenanceError, exit 19)
+            model, run = lineage.model, lineage.matches[0].run.run_id
+        else:
+            run = args.run_id
+        run_id = runs.on_server(target, resolve(runs, target, run), "replay").run_id
     except RunNotFoundError:
         run_id = args.run_id  # replay() reports it: CANNOT_REPLAY, exit 3
     result = replay(
-        run_id, tracking_uri=target.uri, project=target.project, progress_bar=not args.json, **options
+        run_id,
+        tracking_uri=target.uri,
+        project=target.project,
+        progress_bar=not args.json,
+        model=model,
+        **options,
     )
     return _report(args, [result.to_dict()])
 

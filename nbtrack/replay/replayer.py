@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from nbtrack.replay.plan import ReplayPlan
     from nbtrack.replay.workspace import Workspace
     from nbtrack.store import MlflowStore
+    from nbtrack.store.models import ModelRef
 
 # The names callers have always imported from here.
 __all__ = ["ENVS", "MODES", "OUTPUT_MODES", "Progress", "ReplayResult", "parse_value", "replay"]
@@ -79,6 +80,7 @@ def replay(
     say: Callable[[str], None] | None = None,
     allow_uncommitted: bool = False,
     require_committed: bool = False,
+    model: ModelRef | None = None,
 ) -> ReplayResult:
     """Re-execute a tracked run and say whether it reproduced.
 
@@ -87,15 +89,14 @@ def replay(
     ``repeat``) raise :class:`~nbtrack.errors.UsageError`.
 
     Args:
-        outputs: ``check`` (differing cell outputs make DIVERGED), ``report`` (listed, never
-            DIVERGED) or ``ignore`` (cell outputs not compared).
+        outputs: ``check`` (differing cell outputs make DIVERGED), ``report`` (listed) or ``ignore``.
         repeat: replay the run this many times and report what varies between the replays.
         allow_uncommitted, require_committed: see :func:`nbtrack.replay.provenance.check_provenance`.
+        model: the run's model (``replay models:/N@A``), compared with the replay's (``model_check``).
 
     Example:
-        >>> result = replay("3f2a9c41e0b84d0f", parameters={"seed": 1}, repeat=2)  # doctest: +SKIP
-        >>> result.verdict, result.exit_code, result.nondeterministic  # doctest: +SKIP
-        ('REPRODUCED', 0, [])
+        >>> replay("3f2a9c41e0b84d0f", parameters={"seed": 1}, repeat=2).nondeterministic  # doctest: +SKIP
+        []
     """
     options = ReplayOptions(
         parameters=parameters or {},
@@ -118,10 +119,10 @@ def replay(
     if say is not None:
         options.say = say
     options.check()
-    return _replay_all(run_id, options)
+    return _replay_all(run_id, options, model)
 
 
-def _replay_all(run_id: str, options: ReplayOptions) -> ReplayResult:
+def _replay_all(run_id: str, options: ReplayOptions, model: ModelRef | None = None) -> ReplayResult:
     """``options.repeat`` replays (fewer when the first does not run), judged together, recorded."""
     t0 = time.perf_counter()
     done = [_replay_once(run_id, options)]
@@ -130,6 +131,10 @@ def _replay_all(run_id: str, options: ReplayOptions) -> ReplayResult:
         done.append(_replay_once(run_id, options))
     if len(done) > 1:
         _judge_repeats(done, options)
+    if model is not None and done[0].judged:  # before the record: the replay run keeps the finding
+        from nbtrack.replay.model_check import check_model
+
+        check_model(done[0].result, done[0].store, model)
     for one in done:
         _record(one, done[0].result)
     first = done[0].result

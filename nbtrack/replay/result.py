@@ -82,6 +82,9 @@ class ReplayResult:
     #: :class:`nbtrack.replay.provenance.Provenance` as a dict: whether the run's code was checked
     #: against the repository, what differs, and whether the replay refused (``refused``) for it.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: ``nbtrack replay models:/...``: the re-created model against the registered one
+    #: (:func:`nbtrack.replay.model_check.check_model`); empty for a replay of a run id.
+    model: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     started: str = ""
     workspace: str | None = None

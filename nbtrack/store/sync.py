@@ -1,17 +1,16 @@
-"""Upload spooled runs to their tracking server: in the background after ``%track stop``, and by
-``nbtrack sync``.
+"""Upload spooled runs to their tracking server: in the background after ``%track stop``, by ``nbtrack sync``.
 
-Uploading one run is idempotent and resumable: under a lock per run (two uploaders never copy the
-same run at once), the server run is found by its ``nbtrack.spool_run_id`` tag or created with it,
-its id is remembered in the spool, then params, tags, the metric histories, dataset inputs and
-every artifact are copied, what the server already has is skipped, and the run is ended with its
-status and end time. Only then is the spool run marked ``uploaded``. A crash (or a server dying)
-anywhere in between leaves the run pending; the next upload resumes it, with no duplicate run. Until
-then the server copy carries :data:`UPLOAD_PENDING` (which host's spool holds the rest), so that
-listings and replay say "pending upload, run `nbtrack sync`" instead of "artifacts missing"
-(:func:`~nbtrack.store.spool.pending_upload_message`). Artifacts that fail validation
-(:meth:`Spool.check_artifacts`: a notebook or snapshot that does not parse, a size other than the
-one recorded) are never uploaded: the run stays pending with the reason.
+Uploading one run is idempotent and resumable: under a lock per run (two uploaders never copy the same
+run at once), the server run is found by its ``nbtrack.spool_run_id`` tag or created with it, its id is
+remembered in the spool, then params, tags, the metric histories, dataset inputs and every artifact are
+copied (and its MLflow 3 logged models: :mod:`nbtrack.store.sync_models`), what the server already has
+is skipped, the run is ended with its status and end time; only then is the spool run marked
+``uploaded``. A crash (or a server dying) anywhere in between leaves the run pending; the next upload
+resumes it, with no duplicate run. Until then the server copy carries :data:`UPLOAD_PENDING` (which
+host's spool holds the rest), so that listings and replay say "pending upload, run `nbtrack sync`"
+instead of "artifacts missing" (:func:`~nbtrack.store.spool.pending_upload_message`). Artifacts that
+fail validation (:meth:`Spool.check_artifacts`: a notebook or snapshot that does not parse, a size other
+than the one recorded) are never uploaded: the run stays pending with the reason.
 
 Threads: the uploader runs on a thread of its own in a kernel, where the user's code imports MLflow
 too. Python's per-module import locks turn two threads importing MLflow's circular package at once
@@ -41,6 +40,7 @@ from typing import Any
 from nbtrack.errors import NbtrackError, StoreError
 from nbtrack.store.orphans import hostname
 from nbtrack.store.spool import MANIFEST, UPLOAD_PENDING, Spool, artifact_folder
+from nbtrack.store.sync_models import MODEL_MODULES, copy_logged_models
 from nbtrack.tags import (
     LAST_ERROR,
     OWNER_PREFIX,
@@ -81,6 +81,7 @@ _UPLOAD_MODULES = (
     "nbtrack.redact",
     "nbtrack.store.mlflow_store",
     "nbtrack.store.http",
+    *MODEL_MODULES,
 )
 _preloaded = False
 #: Test hook: ``NBTRACK_SYNC_FAULT=<stage>`` ends the process abruptly once ``stage`` is done,
@@ -225,6 +226,7 @@ def _upload_locked(spool: Spool, target: Any, run_id: str) -> tuple[str, bool]:
         _fault("values")
         _copy_inputs(server, run, remote)
         _copy_artifacts(server, run, server_id)
+        copy_logged_models(local, server, run, server_id, exp_id)  # (MLflow 3 models: their own folders)
         _fault("artifacts")
         server.set_terminated(server_id, status=run.info.status, end_time=run.info.end_time)
         if tagged:
