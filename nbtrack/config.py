@@ -34,7 +34,7 @@ import os
 import sys
 from typing import Any
 
-from traitlets import Float, Int, List, Unicode, default
+from traitlets import Bool, Float, Int, List, Unicode, default
 from traitlets.config import Configurable
 
 
@@ -145,6 +145,19 @@ class NbtrackConfig(Configurable):  # type: ignore[misc]
             "(~/.local/share/nbtrack/spool). Env: NBTRACK_SPOOL_DIR."
         )
     ).tag(config=True)
+
+    autotrack = Bool(
+        help=(
+            "With nbtrack loaded in a kernel (%load_ext nbtrack, or c.InteractiveShellApp.extensions), "
+            "start a tracked run the first time the kernel starts an MLflow run (mlflow.log_*, "
+            "start_run, an autolog run) when none is tracked; it ends at %track stop or kernel "
+            "shutdown. Env: NBTRACK_AUTOTRACK=1."
+        )
+    ).tag(config=True)
+
+    @default("autotrack")
+    def _default_autotrack(self) -> bool:
+        return (_env("NBTRACK_AUTOTRACK") or "").lower() in ("1", "true", "yes")
 
     @default("tracking_uri")
     def _default_tracking_uri(self) -> str:

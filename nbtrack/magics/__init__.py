@@ -169,13 +169,24 @@ class TrackMagics(Magics):  # type: ignore[misc]
 
     def _start(self, args: argparse.Namespace) -> None:
         tags = _tags(args.tag)
+        self.start_run(experiment=args.experiment, name=args.name, tags=tags, notebook=args.notebook)
+
+    def start_run(
+        self,
+        *,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: dict[str, str] | None = None,
+        notebook: str | None = None,
+    ) -> None:
+        """What ``%track start`` does (also for papermill's engine and autotrack); says what it did."""
         # The previous run ends here rather than inside start(), so that it gets the editor's content.
         previous = self._stop() if self.tracker.active is not None else None
         self.tracker.start(
-            experiment=args.experiment,
-            name=args.name,
+            experiment=experiment,
+            name=name,
             tags=tags,
-            notebook=args.notebook,
+            notebook=notebook,
             frontend_notebook=self.frontend.notebook_path(),
         )
         if not self._exit_handler:
@@ -315,6 +326,7 @@ def _print_status(status: dict[str, Any]) -> None:
 
 _TRACKER_ATTR = "_nbtrack_tracker"
 _FRONTEND_ATTR = "_nbtrack_frontend"
+_AUTOTRACK_ATTR = "_nbtrack_autotrack"
 
 
 def load(ipython: Any) -> None:
@@ -331,6 +343,23 @@ def load(ipython: Any) -> None:
     setattr(ipython, _TRACKER_ATTR, tracker)
     setattr(ipython, _FRONTEND_ATTR, frontend)
     frontend.open()
+    if tracker.config.autotrack:
+        from nbtrack.magics.autotrack import Autotrack
+
+        auto = Autotrack(lambda tags: magics.start_run(tags=tags), lambda: tracker.active is not None)
+        auto.install()
+        setattr(ipython, _AUTOTRACK_ATTR, auto)
+
+
+def track_magics(ipython: Any) -> TrackMagics:
+    """The shell's ``%track`` magics (nbtrack loaded first when it was not).
+
+    Example:
+        >>> track_magics(get_ipython()).tracker.active  # doctest: +SKIP
+    """
+    load(ipython)
+    magics: TrackMagics = ipython.magics_manager.registry["TrackMagics"]
+    return magics
 
 
 def unload(ipython: Any) -> None:
@@ -339,6 +368,10 @@ def unload(ipython: Any) -> None:
     if tracker is None:
         return
     frontend: Frontend = getattr(ipython, _FRONTEND_ATTR, None) or Frontend(tracker)
+    auto = getattr(ipython, _AUTOTRACK_ATTR, None)
+    if auto is not None:
+        auto.remove()
+        setattr(ipython, _AUTOTRACK_ATTR, None)
     try:
         if tracker.active is not None:
             stop_and_tell(tracker, frontend)

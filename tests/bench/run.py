@@ -32,7 +32,9 @@ Groups, each run in a fresh interpreter of its own:
   warm-up is logged) vs the same request warm, target <= 1 s (bench_first_look.py);
 - ``compare``: the compare view's first page (100 rows) over 1,000 runs with per-step metrics, request
   sent to reply received through a real ``jupyter server``, vs the panel's plain runs page on the same
-  server, target <= 0.5 s; sorted + filtered too (bench_compare.py).
+  server, target <= 0.5 s; sorted + filtered too (bench_compare.py);
+- ``run``: ``nbtrack run`` of a 5-cell notebook that logs a metric vs bare papermill of it (MLflow's own
+  store), target <= 1.1x (bench_run.py).
 
 ``--quick`` shrinks every size (2,000 files, 64 MiB, 10,000 files instead of 100,000, 1,000 runs,
 fewer repetitions) to check the whole thing in a few minutes. The projects and the runs store are
@@ -59,6 +61,7 @@ import bench_first_look
 import bench_outputs
 import bench_remote
 import bench_replay
+import bench_run
 import bench_runs
 import bench_track
 import fixtures
@@ -75,6 +78,7 @@ GROUPS = (
     "outputs",
     "first_look",
     "compare",
+    "run",
 )
 
 
@@ -101,6 +105,7 @@ def _plan(
             (),
         ),
         "compare": (lambda: bench_compare.compare_store(cache), bench_compare.measure, ()),
+        "run": (lambda: bench_run.build(cache / "run"), bench_run.measure, ()),
     }
 
 
