@@ -174,6 +174,38 @@ def test_runs_from_a_tracking_server_replay_only_committed_code(
     assert code == 0 and result["verdict"] == "REPRODUCED", result["message"]
 
 
+def test_a_sweep_or_clone_of_a_planted_server_run_is_refused_before_any_kernel(
+    honest: tuple[Path, str], mlflow_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from nbtrack.config import load_config
+    from nbtrack.errors import CannotReplay
+    from nbtrack.runs.service import Runs
+    from nbtrack.sweep.service import run_trial
+
+    # Given a planted run on a shared MLflow server whose notebook writes a file when it runs
+    root, run_id = honest
+    server = MlflowClient(tracking_uri=mlflow_server)
+    pwned = tmp_path / "pwned"
+    planted = _plant(store_client(root), run_id, server, tmp_path, pwned)
+    before = {r.info.run_id for r in all_runs(server)}
+    capsys.readouterr()
+    # When it is swept from the server, and cloned (the panel's "Clone with new parameters")
+    code = main(["--project", str(root), "--tracking-uri", mlflow_server, "sweep", planted, "-p", "x", "1,2"])
+    err = capsys.readouterr().err.strip()
+    config = load_config()
+    config.tracking_uri = mlflow_server
+    with pytest.raises(CannotReplay) as clone:
+        run_trial(planted, {"x": 3}, config=config, runs=Runs(config), project=root)
+    # Then both refuse in one line, as its replay would (exit 3), before any workspace or kernel:
+    # the file was never written, and no parent or trial run was recorded
+    assert code == 3 and len(err.splitlines()) == 1 and "--allow-uncommitted" in err, err
+    assert "tracking server" in str(clone.value)
+    assert not pwned.exists()
+    assert {r.info.run_id for r in all_runs(server)} == before
+
+
 def test_a_batch_hands_a_300_kb_parameter_to_its_replays_off_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
