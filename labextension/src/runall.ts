@@ -75,35 +75,34 @@ async function silent(
   }
 }
 
-/** The kernel's tracker (see nbtrack/magics: `load` keeps it on the shell). */
-const TRACKER = "getattr(get_ipython(), '_nbtrack_tracker', None)";
-const ACTIVE = `(lambda t: t.active.run_id if t is not None and t.active is not None else '')(${TRACKER})`;
-const LAST = `__import__('json').dumps((lambda t: {k: (t.last or {}).get(k) for k in ('run_id', 'status')} if t is not None else {})(${TRACKER}))`;
+/**
+ * The kernel side of nbtrack's runners (nbtrack/magics/engine_run.py: `begin`, `end`), the same
+ * public calls papermill's nbtrack engine makes; each returns JSON, read as a user expression.
+ */
+const RUNNER = "__import__('nbtrack.magics.engine_run', fromlist=['begin'])";
 
-/** End the active run (if the notebook did not already): FAILED with the failing cell, else FINISHED. */
-function stopCode(marker: string): string {
-  return [
-    'def _nbtrack_run_all_stop(marker):',
-    '    import nbtrack.magics as magics',
-    '    ip = get_ipython()',
-    "    tracker, frontend = getattr(ip, '_nbtrack_tracker', None), getattr(ip, '_nbtrack_frontend', None)",
-    '    if tracker is None or tracker.active is None:',
-    '        return',
-    '    if frontend is not None:',
-    '        frontend.wait_live(marker)',
-    '    failure = tracker.failure()',
-    "    status = 'FAILED' if failure is not None else 'FINISHED'",
-    '    magics.stop_and_tell(tracker, frontend, status, failure=failure)',
-    'try:',
-    `    _nbtrack_run_all_stop(${pyString(marker)})`,
-    'finally:',
-    '    del _nbtrack_run_all_stop'
-  ].join('\n');
+function beginCall(notebook: string | null): string {
+  const options = JSON.stringify({ notebook, started_by: 'JupyterLab Run All' });
+  return `${RUNNER}.begin(${pyString(options)})`;
 }
 
-function unquote(text: string | undefined): string {
-  // A Python str's repr: 'abc' or "abc".
-  return (text ?? '').replace(/^['"]|['"]$/g, '');
+/** End the run: FAILED when the last cell raised (the kernel knows), once the editor's content arrived. */
+function endCall(marker: string): string {
+  return `${RUNNER}.end(None, ${pyString(marker)})`;
+}
+
+/**
+ * A user expression's JSON: its `text/plain` is the repr of the Python str `json.dumps` made
+ * (single-quoted; a backslash escapes the next character).
+ */
+function parsed(text: string | undefined): Record<string, unknown> {
+  const repr = text ?? '';
+  const body = repr.slice(1, -1).replace(/\\(.)/g, (_match, c: string) => (c === 'n' ? '\n' : c));
+  try {
+    return JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
 }
 
 /**
@@ -132,28 +131,20 @@ export async function runAllTracked(
     Notification.warning('Run All and Track needs a kernel: select one for this notebook first.');
     return;
   }
-  const loaded = await silent(kernel, '%load_ext nbtrack', { active: ACTIVE });
-  if (loaded.error !== null) {
-    Notification.error(`nbtrack could not be loaded in this kernel (${loaded.error}); pip install nbtrack there.`);
+  const absPath = await resolvePath(context.path);
+  const began = await silent(kernel, '%load_ext nbtrack', { begin: beginCall(absPath) });
+  const start = parsed(began.values.begin);
+  if (began.error !== null || !('run_id' in start)) {
+    const why = began.error ?? 'no answer from nbtrack in this kernel';
+    Notification.error(`nbtrack could not start a run in this kernel (${why}); pip install nbtrack there.`);
     return;
   }
-  const active = unquote(loaded.values.active);
-  if (active) {
+  if (start.started === false) {
+    const active = String(start.run_id ?? '');
     Notification.warning(
       `Run ${active.slice(0, 8)} is already tracked in this kernel; end it with %track stop, then Run All and Track.`,
       { autoClose: 8000 }
     );
-    return;
-  }
-  const absPath = await resolvePath(context.path);
-  const where = absPath ? ` --notebook ${pyString(absPath)}` : '';
-  const started = await silent(
-    kernel,
-    `get_ipython().run_line_magic("track", ${pyString(`start${where}`)})`,
-    { active: ACTIVE }
-  );
-  if (started.error !== null || !unquote(started.values.active)) {
-    Notification.error(`The run could not start: ${started.error ?? 'no run is active'}`);
     return;
   }
   try {
@@ -162,22 +153,15 @@ export async function runAllTracked(
     // The editor's content now (with the outputs Run All made) is the run's live notebook.
     const marker = `nbtrack-run-all-${Date.now()}`;
     bridges.sendFinalLive(context, marker);
-    const stopped = await silent(kernel, stopCode(marker), { last: LAST });
-    if (stopped.error !== null) {
-      Notification.error(`The run could not end: ${stopped.error}`);
-    } else {
-      let last: { run_id?: string; status?: string } = {};
-      try {
-        last = JSON.parse(unquote(stopped.values.last)) as typeof last;
-      } catch {
-        last = {};
-      }
-      if (last.status) {
-        const message = `Run ${(last.run_id ?? '').slice(0, 8)} ${last.status}`;
-        (last.status === 'FINISHED' ? Notification.success : Notification.warning)(message, {
-          autoClose: 5000
-        });
-      }
+    const stopped = await silent(kernel, '', { end: endCall(marker) });
+    const last = parsed(stopped.values.end);
+    if (stopped.error !== null || !('status' in last)) {
+      Notification.error(`The run could not end: ${stopped.error ?? 'no answer from nbtrack'}`);
+    } else if (last.status) {
+      const message = `Run ${String(last.run_id ?? '').slice(0, 8)} ${String(last.status)}`;
+      (last.status === 'FINISHED' ? Notification.success : Notification.warning)(message, {
+        autoClose: 5000
+      });
     }
   }
 }
