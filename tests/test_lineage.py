@@ -100,6 +100,46 @@ def test_a_model_alias_names_the_run_and_the_notebook(
         assert model.items() <= found["model"].items(), found["model"]
 
 
+def test_the_registry_is_read_from_sqlite_as_mlflow_reads_it_and_provenance_imports_no_mlflow(
+    tracked: dict[str, Any],
+) -> None:
+    import subprocess
+    import sys
+
+    from nbtrack.errors import NoProvenanceError
+    from nbtrack.store import MlflowStore, embedded_uri
+    from nbtrack.store.models import experiment_name, logged_model_info, registered_version
+
+    # Given the store read straight from its tables, and through MLflow's client
+    uri, folder = embedded_uri(tracked["root"])
+    fast, slow = MlflowStore(uri, artifact_root=folder / "artifacts"), MlflowStore(uri)
+    slow.reader = None
+    # Then versions, aliases (also MLflow's reserved `latest`), the logged model and the experiment
+    # read the same, and the fast reads never opened MLflow
+    for ask in ({"alias": "champion"}, {"alias": "latest"}, {"version": "1"}, {"version": "latest"}):
+        assert registered_version(fast, "m", **ask) == registered_version(slow, "m", **ask), ask
+    assert logged_model_info(fast, tracked["model_id"]) == logged_model_info(slow, tracked["model_id"])
+    experiment = fast.get_run(tracked["run_id"]).experiment_id
+    assert experiment_name(fast, experiment) == experiment_name(slow, experiment) == "lineage"
+    assert fast._client is None
+    # and a miss is MLflow's answer, in the same words (nbtrack asks MLflow for them)
+    for ask in ({"alias": "nobody"}, {"version": "7"}):
+        with pytest.raises(NoProvenanceError) as by_fast:
+            registered_version(fast, "m", **ask)
+        with pytest.raises(NoProvenanceError) as by_slow:
+            registered_version(slow, "m", **ask)
+        assert str(by_fast.value) == str(by_slow.value) and "@champion->1" in str(by_fast.value)
+    # And `nbtrack provenance models:/m@champion` in a fresh process answers without importing MLflow
+    probe = (
+        "import sys\nfrom nbtrack.cli import main\n"
+        f"code = main(['--project', {str(tracked['root'])!r}, 'provenance', 'models:/m@champion'])\n"
+        "print('imported mlflow' if 'mlflow' in sys.modules else 'no mlflow', code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "no mlflow 0", (out.stdout[-2000:], out.stderr[-2000:])
+    assert tracked["run_id"] in out.stdout
+
+
 def test_a_model_file_is_traced_by_its_hash(
     tracked: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

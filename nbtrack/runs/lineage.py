@@ -34,12 +34,12 @@ from nbtrack.models import RunRecord
 from nbtrack.runs.rows import format_time
 from nbtrack.runs.service import Runs, Target
 from nbtrack.store import MlflowStore
+from nbtrack.store.local_artifacts import file_hashes
 from nbtrack.store.models import (
     ModelRef,
     blob_sha256,
     blobs,
     experiment_name,
-    file_hashes,
     logged_model_info,
     logged_models,
     registered_version,

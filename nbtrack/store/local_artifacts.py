@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from nbtrack.redact import strip_url_credentials
 from nbtrack.store.read_sqlite import Unsupported
 
-__all__ = ["UPLOADING_PREFIX", "local_artifacts", "local_listing", "walk"]
+__all__ = ["UPLOADING_PREFIX", "file_hashes", "local_artifacts", "local_folder", "local_listing", "walk"]
 
 #: Files MLflow's local artifact repository is still writing (it hides them from listings).
 UPLOADING_PREFIX = ".artifact.uploading."
@@ -64,3 +65,26 @@ def walk(listing: Callable[[str | None], list[tuple[str, bool]]], limit: int) ->
         for path, is_dir in listing(folders.pop(0)):
             (folders if is_dir else found).append(path)
     return sorted(found[:limit])
+
+
+def local_folder(uri: str) -> Path | None:
+    """:func:`local_artifacts`, or None where MLflow would not read local files."""
+    try:
+        return local_artifacts(uri)
+    except Unsupported:
+        return None
+
+
+def file_hashes(path: Path) -> tuple[str, str]:
+    """A file's sha256 and md5 (DVC's hash of a file), read once.
+
+    Example:
+        >>> file_hashes(Path("/dev/null"))[1]
+        'd41d8cd98f00b204e9800998ecf8427e'
+    """
+    sha, md5 = hashlib.sha256(), hashlib.md5()  # (DVC's content hash, not for security)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            md5.update(chunk)
+    return sha.hexdigest(), md5.hexdigest()

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,9 +30,11 @@ from typing import Any
 
 from nbtrack.errors import NbtrackError, NoProvenanceError, RunNotFoundError
 from nbtrack.models import RunRecord
+from nbtrack.store import read_registry
+from nbtrack.store.local_artifacts import file_hashes, local_folder
 from nbtrack.store.mlflow_store import MlflowStore, to_record
 from nbtrack.store.read_sqlite import Unsupported
-from nbtrack.store.reading import UPLOADING_PREFIX, local_artifacts, translate_errors
+from nbtrack.store.reading import UPLOADING_PREFIX, translate_errors
 from nbtrack.tags import DATASET_CONTEXT, DATASET_OUTPUT
 
 #: Files of an MLflow model that describe it rather than hold it: ``MLmodel`` names the run, the
@@ -40,6 +42,7 @@ from nbtrack.tags import DATASET_CONTEXT, DATASET_OUTPUT
 METADATA_FILES = frozenset({"MLmodel"})
 #: MLflow's error codes for a registered model, version or alias that does not exist.
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+log = logging.getLogger("nbtrack.store")
 
 
 @dataclass(frozen=True)
@@ -98,13 +101,6 @@ def _calls(store: MlflowStore, what: str) -> Iterator[None]:
         yield
 
 
-def _local(root: str) -> Path | None:
-    try:
-        return local_artifacts(root)
-    except Unsupported:
-        return None
-
-
 def registered_version(
     store: MlflowStore, name: str, *, version: str | None = None, alias: str | None = None
 ) -> ModelRef:
@@ -113,9 +109,12 @@ def registered_version(
     Raises:
         NoProvenanceError: no such registered model, version or alias (the message lists what exists).
     """
+    uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+    fast = _fast(store, read_registry.registered, name, version=version, alias=alias)
+    if fast is not None:  # (read from the embedded store's tables; else MLflow, which words a miss)
+        return _version_ref(store, uri, name, fast.version, fast.run_id, fast.source)
     from mlflow.exceptions import MlflowException
 
-    uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
     client = store.client
     with _calls(store, f"reading {uri}"):
         try:
@@ -130,9 +129,26 @@ def registered_version(
             if getattr(exc, "error_code", "") not in _MISSING:
                 raise  # (the store failed: translated, not "no such model")
             raise NoProvenanceError(_unknown_version(store, name, uri)) from None
-    source = str(found.source or "")
+    return _version_ref(store, uri, name, str(found.version), found.run_id or None, str(found.source or ""))
+
+
+def _fast(store: MlflowStore, read: Any, *args: Any, **kwargs: Any) -> Any:
+    """``read(store.reader, ...)`` on an embedded store (no MLflow import); None: ask MLflow."""
+    if store.reader is None:
+        return None
+    try:
+        return read(store.reader, *args, **kwargs)
+    except Unsupported as why:
+        log.debug("reading the registry through MLflow: %s", why)
+        return None
+
+
+def _version_ref(
+    store: MlflowStore, uri: str, name: str, version: str, run_id: str | None, source: str
+) -> ModelRef:
+    """The model a registered version points at: its run, and its logged model (``models:/m-...``)."""
     model_id = source[len("models:/") :].split("/")[0] if source.startswith("models:/m-") else None
-    run_id, model_name = found.run_id or None, None
+    model_name = None
     logged = logged_model_info(store, model_id) if model_id is not None else None
     if logged is not None:
         run_id = run_id or logged["source_run_id"]
@@ -140,7 +156,7 @@ def registered_version(
     artifact_path = None
     if model_id is None and source.startswith("runs:/"):
         artifact_path = source[len("runs:/") :].partition("/")[2] or None
-    return ModelRef(uri, run_id, name, str(found.version), model_id, model_name, artifact_path)
+    return ModelRef(uri, run_id, name, version, model_id, model_name, artifact_path)
 
 
 def _latest(client: Any, name: str) -> str:
@@ -169,6 +185,9 @@ def _unknown_version(store: MlflowStore, name: str, uri: str) -> str:
 
 def logged_model_info(store: MlflowStore, model_id: str) -> dict[str, Any] | None:
     """A logged model as a dict (see :func:`logged_models`), None when the store has no such model."""
+    fast = _fast(store, read_registry.logged_model, model_id)
+    if fast is not None:
+        return dict(fast)
     from mlflow.exceptions import MlflowException
 
     try:
@@ -261,7 +280,7 @@ def blobs(
 ) -> list[Blob]:
     """Every file below ``root`` (or its folder ``under``), with sizes: listed in place for local
     artifacts, through the server's listing otherwise."""
-    local = _local(root)
+    local = local_folder(root)
     if local is not None:
         return _local_blobs(local, owner, owner_id, root, run_id, under)
     client = store.client
@@ -303,24 +322,9 @@ def _local_blobs(
     return sorted(found, key=lambda b: b.path)
 
 
-def file_hashes(path: Path) -> tuple[str, str]:
-    """A file's sha256 and md5 (DVC's hash of a file), read once.
-
-    Example:
-        >>> file_hashes(Path("/dev/null"))[1]
-        'd41d8cd98f00b204e9800998ecf8427e'
-    """
-    sha, md5 = hashlib.sha256(), hashlib.md5()  # (DVC's content hash, not for security)
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-            md5.update(chunk)
-    return sha.hexdigest(), md5.hexdigest()
-
-
 def blob_sha256(store: MlflowStore, blob: Blob) -> str | None:
     """The sha256 of a stored file (a server's downloaded to a temporary folder); None if unreadable."""
-    local = _local(blob.root)
+    local = local_folder(blob.root)
     if local is not None:
         try:
             return file_hashes(local / blob.path)[0]
@@ -380,6 +384,9 @@ def runs_producing(store: MlflowStore, md5: str, experiment_ids: list[str]) -> l
 
 def experiment_name(store: MlflowStore, experiment_id: str) -> str | None:
     """The experiment's name, None when it cannot be read."""
+    fast = _fast(store, read_registry.experiment_name, experiment_id)
+    if fast is not None:
+        return str(fast)
     try:
         with _calls(store, f"reading experiment {experiment_id}"):
             return str(store.client.get_experiment(experiment_id).name)
