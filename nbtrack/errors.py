@@ -22,6 +22,8 @@
 
 Every message says what failed and how to fix it, on one line. Front-ends translate: the magics
 raise IPython's ``UsageError``, the CLI prints ``nbtrack: <message>`` and exits with the code above.
+Two exit codes are outcomes, not errors: 17, ``nbtrack run`` of a notebook whose cell raised (the run
+is recorded FAILED), and 18, ``nbtrack sweep`` with a trial that did not finish.
 """
 
 from __future__ import annotations

@@ -45,6 +45,22 @@ TRACKED_RUN = "nbtrack.tracked_run"
 #: the server's Prometheus histogram of nbtrack's own overhead reads it.
 CAPTURE_SECONDS = "nbtrack.capture.seconds"
 
+#: Which runner started a run no ``%track start`` started: ``papermill engine`` (``nbtrack run``,
+#: ``papermill --engine nbtrack``), ``JupyterLab Run All``, ``autotrack``.
+STARTED_BY = "nbtrack.started_by"
+
+# --- sweeps and clones ------------------------------------------------------------------------------
+#: On a sweep's parent run: the sweep (JSON: mode, space, source, trials, seed); ``nbtrack.sweep.*``
+#: tags there say how it went (trials, finished, failed, best_run_id, best_value, best_params).
+SWEEP = "nbtrack.sweep"
+#: On a trial: its sweep's parent run (beside MLflow's own ``mlflow.parentRunId``) and its number.
+SWEEP_PARENT = "nbtrack.sweep.parent"
+SWEEP_TRIAL = "nbtrack.sweep.trial"
+#: On a trial started from a recorded run (a sweep of RUN_ID, the panel's "Clone with new
+#: parameters"): that run's id.
+CLONE_OF = "nbtrack.clone_of"
+MLFLOW_PARENT = "mlflow.parentRunId"
+
 # --- replays ----------------------------------------------------------------------------------------
 REPLAY_OF = "nbtrack.replay_of"
 REPLAY_ID = "nbtrack.replay_id"

@@ -114,7 +114,12 @@ def _add_replay(sub: Any) -> None:
         epilog=REPLAY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rp.add_argument("run_id", nargs="?", help=f"the run to replay: {RUN_ID_HELP} (or --experiment NAME)")
+    rp.add_argument(
+        "run_id",
+        nargs="?",
+        help=f"the run to replay: {RUN_ID_HELP}, or what a model URI names (models:/NAME@ALIAS, "
+        "models:/NAME/VERSION, runs:/ID/PATH); or --experiment NAME",
+    )
     rp.add_argument(
         "-p",
         "--parameters",

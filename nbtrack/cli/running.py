@@ -7,7 +7,7 @@ Exit codes: 0 the run FINISHED; 17 a cell raised (the run is FAILED, the cell na
 Example:
     $ nbtrack run train.ipynb -p alpha 0.5 --experiment churn
     nbtrack run: run 3f2a9c41… FINISHED (experiment churn)
-      executed notebook: /tmp/nbtrack-run-k2j4/train.ipynb
+      executed notebook: in the run (nbtrack/notebook.ipynb; --output FILE keeps a copy)
       see it:    nbtrack show 3f2a9c41
       replay it: nbtrack replay 3f2a9c41
 """
@@ -86,13 +86,16 @@ def cmd_run(args: argparse.Namespace, runs: Runs) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr)
 
-    with tempfile.TemporaryDirectory(prefix="nbtrack-env-") as env_dir:  # the venv goes afterwards
+    # The venv and, without --output, papermill's output go afterwards (the run keeps the notebook).
+    with tempfile.TemporaryDirectory(prefix="nbtrack-run-") as work:
         kernel_name, kernel_dirs = "python3", list[Path]()
         if args.env == "recreate":
-            kernel_name, kernel_dirs = _recreated_kernel(notebook, Path(env_dir), say)
+            kernel_name, kernel_dirs = _recreated_kernel(notebook, Path(work) / "env", say)
         say(f"nbtrack run: executing {notebook.name} with papermill (kernel {kernel_name})")
-        run = _execute(args, runs, notebook, parameters, (kernel_name, kernel_dirs))
-    return _report(notebook, run)
+        output = Path(args.output).resolve() if args.output else Path(work) / "out" / notebook.name
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run = _execute(args, runs, notebook, parameters, (kernel_name, kernel_dirs), output)
+    return _report(notebook, run, kept=bool(args.output))
 
 
 def _execute(
@@ -101,6 +104,7 @@ def _execute(
     notebook: Path,
     parameters: dict[str, Any],
     kernel: tuple[str, list[Path]],
+    output: Path,
 ) -> HeadlessRun:
     from nbtrack.track.headless import run_notebook
 
@@ -113,13 +117,13 @@ def _execute(
         tags=_tags(args.tag),
         env=args.env,
         cwd=Path(args.cwd).resolve() if args.cwd else None,
-        output=Path(args.output).resolve() if args.output else None,
+        output=output,
         kernel_name=kernel[0],
         kernel_dirs=kernel[1],
     )
 
 
-def _report(notebook: Path, run: HeadlessRun) -> int:
+def _report(notebook: Path, run: HeadlessRun, *, kept: bool) -> int:
     """The run, how to see and replay it; the exit code."""
     if run.run_id is None:
         print(f"nbtrack run: {notebook.name} tracks itself (%track start): its own runs were recorded")
@@ -128,7 +132,10 @@ def _report(notebook: Path, run: HeadlessRun) -> int:
         print(f"nbtrack run: run {run.run_id} {run.status}")
         print(f"  see it:    nbtrack show {run.run_id[:8]}{where}")
         print(f"  replay it: nbtrack replay {run.run_id[:8]}{where}")
-    print(f"  executed notebook: {run.output}")
+    if kept:
+        print(f"  executed notebook: {run.output}")
+    elif run.run_id is not None:
+        print("  executed notebook: in the run (nbtrack/notebook.ipynb; --output FILE keeps a copy)")
     if run.error:
         print(f"nbtrack run: {run.error}", file=sys.stderr)
         return NOTEBOOK_FAILED
@@ -168,7 +175,7 @@ def add_parsers(sub: Any, run_help: str) -> None:
     run.add_argument(
         "--output",
         "-o",
-        help="where to write the executed notebook (default: a temporary file; it is kept in the run)",
+        help="also write the executed notebook here (the run keeps it as nbtrack/notebook.ipynb either way)",
     )
 
 

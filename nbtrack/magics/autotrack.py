@@ -20,12 +20,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nbtrack import tags
+
 __all__ = ["STARTED_BY", "Autotrack"]
 
 FLUENT = "mlflow.tracking.fluent"
 #: The tag value (``nbtrack.started_by``) of a run autotrack started.
 STARTED_BY = "autotrack"
-_TAG = "nbtrack.started_by"
+_TAG = tags.STARTED_BY
 
 
 class _Loader(importlib.abc.Loader):

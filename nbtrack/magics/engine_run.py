@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from nbtrack import tags
 from nbtrack.magics import stop_and_tell, track_magics
 
 #: The tag saying which runner started a run that no ``%track start`` started.
-STARTED_BY = "nbtrack.started_by"
+STARTED_BY = tags.STARTED_BY
 
 
 def _shell() -> Any:

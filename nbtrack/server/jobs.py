@@ -48,6 +48,8 @@ class ReplaySpec:
     outputs: str = "check"
     #: Replay a server's run even where its code is not what the repository holds at its commit.
     allow_uncommitted: bool = False
+    #: What the job does, as its status and messages say: ``replay`` (a clone job: ``clone``).
+    kind = "replay"
 
     def argv(self, parameters_file: Path | None = None) -> list[str]:
         """The command; the store's URI travels in the environment (it may carry credentials), the
@@ -104,6 +106,7 @@ class Job:
         return {
             "job_id": self.job_id,
             "run_id": self.spec.run_id,
+            "kind": self.spec.kind,
             "state": self.state,
             "progress": {"done": self.done, "total": self.total},
             "stage": self.stage,
@@ -222,14 +225,16 @@ class JobManager:
     async def _run(self, job: Job) -> None:
         async with self._slots:
             if self._closing:
-                job.fail("the Jupyter server shut down before the replay started")
+                job.fail(f"the Jupyter server shut down before the {job.spec.kind} started")
                 return
             job.state, job.started = "running", time.time()
             try:
                 await self._execute(job)
             except Exception as exc:  # the job records it; the server goes on
-                self.log.exception("nbtrack: replay job %s of run %s crashed", job.job_id, job.spec.run_id)
-                job.fail(f"the replay job could not run: {type(exc).__name__}: {exc}")
+                self.log.exception(
+                    "nbtrack: %s job %s of run %s crashed", job.spec.kind, job.job_id, job.spec.run_id
+                )
+                job.fail(f"the {job.spec.kind} job could not run: {type(exc).__name__}: {exc}")
             finally:
                 job.finished = job.finished or time.time()
 
@@ -259,7 +264,9 @@ class JobManager:
             limit=_LINE_LIMIT,
         )
         self._procs[job.job_id] = proc
-        self.log.info("nbtrack: replay job %s of run %s started (pid %s)", job.job_id, spec.run_id, proc.pid)
+        self.log.info(
+            "nbtrack: %s job %s of run %s started (pid %s)", spec.kind, job.job_id, spec.run_id, proc.pid
+        )
         assert proc.stdout is not None and proc.stderr is not None
         tail: deque[str] = deque(maxlen=20)
         readers = asyncio.gather(self._read_events(proc.stdout, job), self._read_tail(proc.stderr, tail))
@@ -277,17 +284,19 @@ class JobManager:
             readers.cancel()
         if timed_out:
             job.fail(
-                f"the replay ran longer than NbtrackConfig.replay_timeout ({self.timeout:g} s) and was "
+                f"the {spec.kind} ran longer than NbtrackConfig.replay_timeout ({self.timeout:g} s) and was "
                 "stopped; raise c.NbtrackConfig.replay_timeout for longer notebooks"
             )
         elif self._closing and job.result is None:
-            job.fail("the Jupyter server shut down during the replay")
+            job.fail(f"the Jupyter server shut down during the {spec.kind}")
         elif job.result is not None:
             job.state, job.finished = "done", time.time()
         else:
             last = next((line for line in reversed(tail) if line.strip()), None)
-            job.fail(job.error or last or f"the replay process exited with code {proc.returncode}")
-        self.log.info("nbtrack: replay job %s ended: %s %s", job.job_id, job.state, job.verdict or job.error)
+            job.fail(job.error or last or f"the {spec.kind} process exited with code {proc.returncode}")
+        self.log.info(
+            "nbtrack: %s job %s ended: %s %s", spec.kind, job.job_id, job.state, job.verdict or job.error
+        )
 
     async def _read_events(self, stream: asyncio.StreamReader, job: Job) -> None:
         while raw := await stream.readline():
@@ -334,7 +343,7 @@ class JobManager:
         await asyncio.gather(*(self._stop(proc) for proc in list(self._procs.values())))
         for job in self._jobs.values():
             if job.state == "queued":
-                job.fail("the Jupyter server shut down before the replay started")
+                job.fail(f"the Jupyter server shut down before the {job.spec.kind} started")
 
     def kill_all(self) -> None:
         """Signal every running replay to stop; safe from ``atexit``, when no event loop runs."""

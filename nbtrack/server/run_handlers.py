@@ -151,6 +151,8 @@ class CloneSpec(ReplaySpec):
     """A clone job: one trial of the run with new parameter values (the job runs
     ``python -m nbtrack.server.clone_job``; the values travel in a private file, as a replay's)."""
 
+    kind = "clone"
+
     def argv(self, parameters_file: Path | None = None) -> list[str]:
         extra = ["--parameters-file", str(parameters_file)] if parameters_file is not None else []
         project = ["--project", str(self.project)]
@@ -203,7 +205,7 @@ class CloneHandler(NbtrackHandler):
         spec = await self.service.call(clone_spec, self.service, run_id, self.arg("notebook"), body)
         job = self.service.jobs.submit(spec)
         self.set_header("Location", url_path_join(self.base_url, "nbtrack", "jobs", job.job_id))
-        self.reply({**job.to_dict(), "kind": "clone"}, 202)
+        self.reply(job.to_dict(), 202)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """As every nbtrack handler; a bad value also names its ``parameter`` (the form's field)."""

@@ -331,7 +331,7 @@ def _start(
     if goal is not None:
         described["optimize"] = f"{goal[0]}:{goal[1]}"
     parent_tags = {
-        "nbtrack.sweep": json.dumps(described, default=str),
+        tags.SWEEP: json.dumps(described, default=str),
         "nbtrack.sweep.source": state.source.run_id or state.source.relpath,
         tags.SOURCE_NAME: state.source.relpath,
         tags.SOURCE_TYPE: "NOTEBOOK",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbtrack import tags
 from nbtrack.errors import CannotReplay
 from nbtrack.sweep.source import TrialSource
 
@@ -24,12 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CLONE_TAG", "PARENT_TAG", "SWEEP_PARENT_TAG", "TRIAL_TAG", "execute_trial", "failed_run"]
 
-#: MLflow's nesting tag: its UI shows the trial under the sweep's parent run.
-PARENT_TAG = "mlflow.parentRunId"
-SWEEP_PARENT_TAG = "nbtrack.sweep.parent"
-TRIAL_TAG = "nbtrack.sweep.trial"
+#: MLflow's nesting tag (its UI shows the trial under the sweep's parent run), and nbtrack's own.
+PARENT_TAG, SWEEP_PARENT_TAG, TRIAL_TAG = tags.MLFLOW_PARENT, tags.SWEEP_PARENT, tags.SWEEP_TRIAL
 #: A trial started from a recorded run (the panel's "Clone with new parameters") names that run.
-CLONE_TAG = "nbtrack.clone_of"
+CLONE_TAG = tags.CLONE_OF
 
 
 def _to_stderr(line: str) -> None:
