@@ -18,15 +18,11 @@ new run FINISHED, 1 when it FAILED, nbtrack's error code when none was recorded.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO
+from typing import Any
+
+from nbtrack.server.replay_job import read_parameters, shorten, start_job
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,44 +32,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--parameters-file", type=Path, help="the new values, a file holding a JSON object")
     parser.add_argument("--parameters", default="{}", help="the new values, a JSON object")
     return parser
-
-
-class Emitter:
-    """Writes one JSON document per line to a private copy of stdout; fd 1 then goes to stderr
-    (a library's print, a kernel's noise), so the job manager reads nothing but events.
-
-    Example:
-        >>> emit = Emitter()  # doctest: +SKIP
-        >>> emit("progress", done=1, total=4)  # doctest: +SKIP
-    """
-
-    def __init__(self) -> None:
-        self._stream: TextIO = os.fdopen(os.dup(1), "w", encoding="utf-8")
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
-        self._lock = threading.Lock()
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **fields}, default=str)
-        with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SystemExit unwinds papermill (the kernel is shut down) and the trial (its workspace removed).
-    raise SystemExit(128 + signum)
-
-
-def _watch_parent(parent: int) -> None:
-    """Stop once the server that started this process is gone."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="nbtrack-parent-watch", daemon=True).start()
 
 
 def report_line(source: str, result: Any) -> str:
@@ -90,14 +48,9 @@ def report_line(source: str, result: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    emit = Emitter()
-    signal.signal(signal.SIGTERM, _terminate)
-    _watch_parent(int(os.environ.get("NBTRACK_PARENT_PID") or os.getppid()))
+    emit = start_job()
     try:
-        text = args.parameters_file.read_text(encoding="utf-8") if args.parameters_file else args.parameters
-        parameters = json.loads(text)
-        if not isinstance(parameters, dict):
-            raise ValueError("not a JSON object")
+        parameters = read_parameters(args)
     except (OSError, ValueError) as exc:
         emit("error", error="UsageError", message=f"--parameters: {exc}", exit_code=64)
         return 64
@@ -105,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     from nbtrack.config import load_config
     from nbtrack.errors import NbtrackError
     from nbtrack.runs.service import Runs
-    from nbtrack.server.replay_job import shorten
     from nbtrack.sweep.service import run_trial
 
     config = load_config()

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+def read_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The overrides: from ``--parameters-file`` (the server writes them there, off the command
     line, which has a length limit and which ``ps`` shows), else ``--parameters``."""
     text = args.parameters_file.read_text(encoding="utf-8") if args.parameters_file else args.parameters
@@ -62,7 +62,7 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     return parameters
 
 
-class _Emitter:
+class Emitter:
     """Writes one JSON document per line to the real stdout, whichever thread calls."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -82,6 +82,15 @@ def _stdout_for_events() -> TextIO:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return events
+
+
+def start_job() -> Emitter:
+    """Become a job process (a replay's, a clone's): events on a private copy of stdout, SIGTERM
+    unwinding it (the kernel shut down, the workspace removed), stopping once the server is gone."""
+    emit = Emitter(_stdout_for_events())
+    signal.signal(signal.SIGTERM, _terminate)
+    _watch_parent(int(os.environ.get("NBTRACK_PARENT_PID") or os.getppid()))
+    return emit
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -110,11 +119,9 @@ def _hand_on_config(tracking_uri: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    emit = _Emitter(_stdout_for_events())
-    signal.signal(signal.SIGTERM, _terminate)
-    _watch_parent(int(os.environ.get("NBTRACK_PARENT_PID") or os.getppid()))
+    emit = start_job()
     try:
-        parameters = _parameters(args)
+        parameters = read_parameters(args)
     except (OSError, ValueError) as exc:
         emit("error", error="UsageError", message=f"--parameters: {exc}", exit_code=64)
         return 64

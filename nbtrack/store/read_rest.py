@@ -33,7 +33,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from nbtrack.models import RunRecord
-from nbtrack.store.read_sqlite import EXPERIMENTS_PAGE, MAX_RESULTS, RUN_ID, Filter, ReadMiss, Unsupported
+from nbtrack.store.read_sqlite import (
+    EXPERIMENTS_PAGE,
+    MAX_RESULTS,
+    Filter,
+    ReadMiss,
+    Unsupported,
+    check_run_id,
+)
 
 log = logging.getLogger("nbtrack.store")
 
@@ -111,11 +118,7 @@ class RestReader:
             ReadMiss: MLflow's error for a malformed or unknown id.
             Unsupported: ask MLflow.
         """
-        if RUN_ID.match(run_id) is None:  # MLflow's client refuses it before any call
-            shown = json.dumps(run_id, sort_keys=True, separators=(",", ":"))
-            raise ReadMiss(
-                f"Invalid value {shown} for parameter 'run_id' supplied.", "INVALID_PARAMETER_VALUE"
-            )
+        check_run_id(run_id)  # (MLflow's client refuses a malformed id before any call)
         answer = self._call("GET", "runs/get", {"run_id": run_id, "run_uuid": run_id})
         return record(answer.get("run"))
 

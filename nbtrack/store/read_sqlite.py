@@ -91,6 +91,17 @@ class ReadMiss(Exception):
         self.error_code = error_code
 
 
+def check_run_id(run_id: str) -> None:
+    """Raise the :class:`ReadMiss` MLflow raises for a malformed run id, before looking it up.
+
+    Example:
+        >>> check_run_id("0f3c41e0b84d")
+    """
+    if RUN_ID.match(run_id) is None:
+        shown = json.dumps(run_id, sort_keys=True, separators=(",", ":"))
+        raise ReadMiss(f"Invalid value {shown} for parameter 'run_id' supplied.", "INVALID_PARAMETER_VALUE")
+
+
 @dataclass(frozen=True)
 class Filter:
     """One clause of an MLflow run search: ``tags.`key` <op> value`` or ``attributes.key <op> value``.
@@ -226,10 +237,7 @@ class SqliteReader:
             ReadMiss: MLflow's error for a malformed or unknown id.
             Unsupported: ask MLflow.
         """
-        if RUN_ID.match(run_id) is None:
-            shown = json.dumps(run_id, sort_keys=True, separators=(",", ":"))
-            message = f"Invalid value {shown} for parameter 'run_id' supplied."
-            raise ReadMiss(message, "INVALID_PARAMETER_VALUE")
+        check_run_id(run_id)
         with self.session() as con:
             sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE runs.run_uuid = ?"
             rows = con.execute(sql, (run_id,)).fetchall()
