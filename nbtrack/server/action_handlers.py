@@ -12,7 +12,6 @@ from typing import Any
 import tornado.web
 from jupyter_server.auth.decorator import authorized
 
-from nbtrack.errors import UsageError
 from nbtrack.server.errors import error_reply
 from nbtrack.server.handlers import NbtrackHandler
 
@@ -25,13 +24,7 @@ class ActionHandler(NbtrackHandler):
     async def post(self, action: str) -> None:
         from nbtrack.server.actions import run_action
 
-        raw = self.request.body.strip()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            raise UsageError(
-                f'the {action[:40]} request body is not JSON; send {{"runs": [RUN_ID, ...]}}'
-            ) from None
+        body = self.json_body(action[:40], '{"runs": [RUN_ID, ...]}')
         reply = await self.service.call(run_action, self.service, action, self.arg("notebook"), body)
         self.reply(reply)
 

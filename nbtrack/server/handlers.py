@@ -117,6 +117,15 @@ class NbtrackHandler(APIHandler):  # type: ignore[misc]
             check_path_length(value, name)
         return value
 
+    def json_body(self, what: str, send: str) -> Any:
+        """The request's JSON body (None when empty); a body that is not JSON is a one-line 400
+        saying what ``what`` (a request) wants sent."""
+        raw = self.request.body.strip()
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise UsageError(f"the {what} request body is not JSON; send {send}") from None
+
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(data, default=str))
@@ -201,13 +210,7 @@ class ReplayHandler(NbtrackHandler):
     @tornado.web.authenticated
     @authorized(action="execute", resource="kernels")  # type: ignore[untyped-decorator]
     async def post(self, run_id: str) -> None:
-        raw = self.request.body.strip()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            raise UsageError(
-                "the replay request body is not JSON; send {mode, environment, parameters, outputs}"
-            ) from None
+        body = self.json_body("replay", "{mode, environment, parameters, outputs}")
         outputs = _outputs_option(body)
         allow_uncommitted = _allow_uncommitted_option(body)
         spec = await self.service.call(self.service.replay_spec, run_id, self.arg("notebook"), body)

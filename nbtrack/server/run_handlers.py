@@ -195,13 +195,7 @@ class CloneHandler(NbtrackHandler):
     @tornado.web.authenticated
     @authorized(action="execute", resource="kernels")  # type: ignore[untyped-decorator]
     async def post(self, run_id: str) -> None:
-        raw = self.request.body.strip()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            raise UsageError(
-                'the clone request body is not JSON; send {"parameters": {NAME: VALUE}}'
-            ) from None
+        body = self.json_body("clone", '{"parameters": {NAME: VALUE}}')
         spec = await self.service.call(clone_spec, self.service, run_id, self.arg("notebook"), body)
         job = self.service.jobs.submit(spec)
         self.set_header("Location", url_path_join(self.base_url, "nbtrack", "jobs", job.job_id))
